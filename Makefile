@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# kvm-rs bench. Everything is built from Debian packages into a cache outside
+# the clone ($(KVMRS_CACHE)), keyed by what it depends on, so a warm run
+# rebuilds nothing. Run as root (see README, "Without root").
+#
+#   make run   [ARCH=riscv64|arm64]   build what is missing, boot the emulated
+#                                     host, load kvm_rs.ko, probe /dev/kvm
+#   make check                        every test for both arches
+#   make help                         everything else
+
+ARCH ?= riscv64
+CLIPPY ?=
+KVMRS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kvm-rs
+export KVMRS_CACHE BOOT_TIMEOUT BOOT_LOG KUNIT_TIMEOUT
+
+ifeq ($(filter $(ARCH),riscv64 arm64),)
+$(error ARCH must be riscv64 or arm64, not '$(ARCH)')
+endif
+
+B := tools/bench
+IN_ROOT := $(B)/in-root
+
+.PHONY: help toolchain linux-src kernel kernels module clippy userprogs rootfs \
+	boot run hosttest kunit check clean distclean times
+
+help:
+	@echo 'kvm-rs bench targets (ARCH=riscv64|arm64, default riscv64):'
+	@echo '  run        build what is missing, boot the $(ARCH) emulated host,'
+	@echo '             load kvm_rs.ko and check /dev/kvm from userspace'
+	@echo '  check      every test for both arches; last line "N passed, N failed"'
+	@echo
+	@echo '  toolchain  Debian trixie + backports root with rustc, clang, qemu (cached)'
+	@echo '  linux-src  linux-source-7.3 + rust/linux-7.3-patches (cached git tree)'
+	@echo '  kernel     the patched host kernel for ARCH (cached, incremental)'
+	@echo '  module     kvm_rs.ko for ARCH (CLIPPY=1 to lint)'
+	@echo '  clippy     same as module CLIPPY=1'
+	@echo '  userprogs  static test programs for the emulated host'
+	@echo '  rootfs     the emulated host initramfs (build/ARCH/host.cpio)'
+	@echo '  boot       boot the emulated host (BOOT_TIMEOUT, BOOT_LOG)'
+	@echo '  kunit      KUnit suites of kvm_rs in virtme-ng'
+	@echo '  hosttest   cargo test of the pure-logic files'
+	@echo '  times      stage timings recorded in the cache'
+	@echo '  clean      remove build/   distclean: also the cache $(KVMRS_CACHE)'
+
+toolchain:
+	@$(B)/mkroot.sh
+
+linux-src: toolchain
+	@$(IN_ROOT) $(B)/linux-src.sh
+
+kernel: toolchain
+	@$(IN_ROOT) $(B)/kernel.sh $(ARCH)
+
+kernels: toolchain
+	@$(IN_ROOT) $(B)/kernel.sh riscv64
+	@$(IN_ROOT) $(B)/kernel.sh arm64
+
+module: kernel
+	@$(IN_ROOT) $(B)/module.sh $(ARCH) $(if $(CLIPPY),CLIPPY=1)
+
+clippy:
+	@$(MAKE) -s module CLIPPY=1
+
+userprogs: toolchain
+	@$(IN_ROOT) $(B)/userprogs.sh $(ARCH)
+
+rootfs: module userprogs
+	@$(IN_ROOT) $(B)/hostimg.sh $(ARCH)
+
+boot: rootfs
+	@$(IN_ROOT) $(B)/boot.sh $(ARCH) $(BOOT_ARGS)
+
+run: rootfs
+	@$(B)/run.sh $(ARCH)
+
+hosttest: toolchain
+	@$(IN_ROOT) $(B)/hosttest.sh
+
+kunit: module
+	@$(IN_ROOT) $(B)/kunit.sh $(ARCH)
+
+check:
+	@$(B)/check.sh
+
+times:
+	@cat $(KVMRS_CACHE)/times.log 2>/dev/null || echo 'no timings recorded yet'
+
+clean:
+	rm -rf build
+
+distclean: clean
+	rm -rf $(KVMRS_CACHE)

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! EL2 system register access for the arm64 backend.
+
+/// `HCR_EL2.E2H`: EL2 host (VHE).
+pub(crate) const HCR_E2H: u64 = 1 << 34;
+/// `HCR_EL2.TGE`: trap general exceptions (host EL0 runs under EL2).
+pub(crate) const HCR_TGE: u64 = 1 << 27;
+
+/// Returns the current exception level (0 to 3).
+pub(crate) fn current_el() -> u64 {
+    let value: u64;
+    // SAFETY: CurrentEL is readable at EL1 and above and has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {0}, CurrentEL", out(reg) value, options(nomem, nostack, preserves_flags));
+    }
+    (value >> 2) & 0x3
+}
+
+/// Reads `HCR_EL2`.
+///
+/// Only call this when [`current_el`] is 2: at EL1 the access is undefined.
+pub(crate) fn hcr_el2() -> u64 {
+    let value: u64;
+    // SAFETY: Reading HCR_EL2 has no side effects; callers check that the
+    // kernel runs at EL2, where the register is accessible.
+    unsafe {
+        core::arch::asm!("mrs {0}, hcr_el2", out(reg) value, options(nomem, nostack, preserves_flags));
+    }
+    value
+}

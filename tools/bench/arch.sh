@@ -1,0 +1,28 @@
+# Per-arch settings for the bench. Sourced after lib.sh; needs $arch.
+# shellcheck shell=bash
+case "$arch" in
+riscv64)
+	karch=riscv
+	cross=riscv64-linux-gnu-
+	qemu=qemu-system-riscv64
+	# HS-mode host: the H extension, with Sstc/Svadu as QEMU's rv64 has them.
+	qemu_machine=(-M virt -cpu rv64,h=true)
+	console=ttyS0
+	host_append=""
+	;;
+arm64)
+	karch=arm64
+	cross=aarch64-linux-gnu-
+	qemu=qemu-system-aarch64
+	# EL2 available; the kernel finalises to VHE at EL2. pauth-impdef keeps
+	# TCG fast (the architected QARMA is slow to emulate).
+	qemu_machine=(-M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on)
+	console=ttyAMA0
+	# In-tree KVM is built in: keep it off so EL2 and /dev/kvm are ours.
+	host_append="kvm-arm.mode=none"
+	;;
+*) die "unknown ARCH '$arch' (riscv64 or arm64)" ;;
+esac
+kbuild=$KVMRS_CACHE/kernel/$arch
+kimage=$kbuild/arch/$karch/boot/Image
+out=$KVMRS_TOP/build/$arch

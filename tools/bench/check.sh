@@ -1,0 +1,59 @@
+#!/bin/bash
+# make check: every test for both arches; ends with "N passed, N failed".
+# Runs outside the root and calls make for each stage, so each stage's
+# failure is recorded and the run goes on.
+. "$(dirname "$0")/lib.sh"
+arches=${ARCHES:-riscv64 arm64}
+res=$KVMRS_TOP/build/check-results.txt
+mkdir -p "$KVMRS_TOP/build"
+: >"$res"
+t_start=$(date +%s)
+
+stage() { # stage NAME CMD... : one pass/fail line for a build step
+	local name=$1; shift
+	local t0 rc=0
+	t0=$(date +%s)
+	printf '\033[1m[check %4ds] %s\033[0m\n' "$(( $(date +%s) - t_start ))" "$name"
+	"$@" || rc=$?
+	local dt=$(( $(date +%s) - t0 ))
+	if [ $rc = 0 ]; then
+		echo "pass $name (${dt}s)" >>"$res"
+	else
+		echo "fail $name (rc=$rc, ${dt}s)" >>"$res"
+		echo "kvm-rs: check: $name FAILED (rc=$rc)" >&2
+	fi
+	return $rc
+}
+collect() { # collect FILE PREFIX : per-test lines of a results file
+	[ -f "$1" ] || return 0
+	sed "s/^\(pass\|fail\) /\1 $2/" "$1" >>"$res"
+}
+
+stage toolchain make -s toolchain || true
+stage host/cargo-test make -s hosttest || true
+collect "$KVMRS_TOP/build/host/results.txt" ""
+
+for arch in $arches; do
+	out=$KVMRS_TOP/build/$arch
+	rm -rf "$out/results" "$out/probe.tap"
+	stage "$arch/kernel" make -s kernel ARCH="$arch" || { echo "fail $arch/tests (no kernel)" >>"$res"; continue; }
+	stage "$arch/module+clippy" make -s module ARCH="$arch" CLIPPY=1 || { echo "fail $arch/tests (no module)" >>"$res"; continue; }
+	stage "$arch/rootfs" make -s rootfs ARCH="$arch" || true
+	if stage "$arch/boot" make -s boot ARCH="$arch" BOOT_LOG="$out/boot.log" >/dev/null; then :; fi
+	# Per-check TAP lines of kvm-probe inside the host.
+	sed -n 's/^\(not ok\|ok\) [0-9]* - \(.*\)$/\1|\2/p' "$out/boot.log" 2>/dev/null |
+		tr -d '\r' | while IFS='|' read -r st what; do
+			[ "$st" = ok ] && echo "pass $arch/probe: $what" || echo "fail $arch/probe: $what"
+		done >>"$res"
+	stage "$arch/kunit" make -s kunit ARCH="$arch" || true
+	collect "$out/results/kunit.txt" "$arch/kunit: "
+done
+
+echo
+echo "== results ($(( $(date +%s) - t_start ))s) =="
+grep '^fail' "$res" || true
+pass=$(grep -c '^pass' "$res" || true)
+fail=$(grep -c '^fail' "$res" || true)
+echo "full list: $res"
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]

@@ -1,0 +1,52 @@
+#!/bin/bash
+# Build the patched kvm-rs host kernel for one arch (run inside the toolchain root).
+#   kernel.sh riscv64|arm64
+# Output: $KVMRS_CACHE/kernel/<arch> (an O= build tree: Image, Module.symvers,
+# rust/*.rmeta; the KDIR for kvm_rs.ko). Skipped when its key is unchanged.
+. "$(dirname "$0")/lib.sh"
+
+arch=${1:?usage: kernel.sh riscv64|arm64}
+case "$arch" in
+riscv64) karch=riscv ;;
+arm64) karch=arm64 ;;
+*) die "unknown ARCH '$arch' (riscv64 or arm64)" ;;
+esac
+cfgdir=$KVMRS_TOP/tools/bench/configs
+src=$KVMRS_CACHE/linux/src
+build=$KVMRS_CACHE/kernel/$arch
+
+"$KVMRS_TOP/tools/bench/linux-src.sh"
+key=$(hashkey "$cfgdir/common.config" "$cfgdir/$arch.config" "$0" \
+	-- "$(cat "$src/.git/kvmrs-patches")" "$(toolchain_key)")
+if [ "$(cat "$build/.kvmrs-key" 2>/dev/null)" = "$key" ] && [ -f "$build/arch/$karch/boot/Image" ]; then
+	exit 0
+fi
+
+log "kernel[$arch]: configuring ($key)"
+mkdir -p "$build"
+rm -f "$build/.kvmrs-key"
+mk() { make -C "$src" O="$build" ARCH="$karch" LLVM=1 -j"$(nproc)" "$@"; }
+cat "$cfgdir/common.config" "$cfgdir/$arch.config" >"$build/kvmrs.config"
+mk -s KCONFIG_ALLCONFIG="$build/kvmrs.config" allnoconfig
+
+# Every option of the fragments must have survived dependency resolution.
+bad=0
+while IFS= read -r line; do
+	case "$line" in
+	CONFIG_*=*)
+		opt=${line%%=*} val=${line#*=}
+		if [ "$val" = n ]; then
+			grep -q "^$opt=" "$build/.config" && { echo "  $opt: want n, got $(grep "^$opt=" "$build/.config")"; bad=1; }
+		else
+			grep -qx "$line" "$build/.config" || { echo "  $opt: want $val, got $(grep "^$opt=" "$build/.config" || echo unset)"; bad=1; }
+		fi
+		;;
+	esac
+done <"$build/kvmrs.config"
+[ $bad = 0 ] || die "kernel[$arch]: config fragment options were dropped (see above; fix tools/bench/configs)"
+
+[ -z "${KVMRS_CONFIG_ONLY:-}" ] || exit 0
+log "kernel[$arch]: building Image and modules"
+mk Image modules
+echo "$key" >"$build/.kvmrs-key"
+log "kernel[$arch]: ready: $build/arch/$karch/boot/Image"

@@ -1,0 +1,43 @@
+#!/bin/bash
+# Run kvm_rs's KUnit suites in the emulated host through virtme-ng (inside
+# the root). Writes build/<arch>/results/kunit.txt ("pass|fail <name> ...").
+. "$(dirname "$0")/lib.sh"
+arch=${1:?usage: kunit.sh ARCH}
+. "$KVMRS_TOP/tools/bench/arch.sh"
+vroot=$("$KVMRS_TOP/tools/bench/vngroot.sh" "$arch")
+[ -f "$out/module/kvm_rs.ko" ] || die "kunit[$arch]: no kvm_rs.ko (make module ARCH=$arch)"
+cp "$out/module/kvm_rs.ko" "$vroot/opt/kvmrs/kvm_rs.ko"
+mkdir -p "$out/results"
+log="$out/kunit.log"
+
+# The suites the module must report on this arch: the generic ones and the
+# arch's own.
+mapfile -t suites < <(grep -rhoE 'kunit_tests\([a-z0-9_]+\)' \
+	"$KVMRS_TOP/virt" "$KVMRS_TOP/arch/$karch" | sed 's/kunit_tests(\(.*\))/\1/' | sort -u)
+
+script='mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+insmod /opt/kvmrs/kvm_rs.ko || { echo KVMRS-KUNIT insmod-failed; dmesg | tail -20; }
+for d in /sys/kernel/debug/kunit/kvm_rs_*; do
+	[ -e "$d/results" ] || continue
+	echo "KVMRS-KUNIT-SUITE ${d##*/}"
+	cat "$d/results"
+done
+echo KVMRS-KUNIT-END'
+case "$arch" in
+riscv64) qopts="-cpu rv64,h=true" ;;
+arm64) qopts="-M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on" ;;
+esac
+log "kunit[$arch]: vng --run $kimage (suites: ${suites[*]})"
+set +e
+cd "$out"
+timeout --kill-after=5 "${KUNIT_TIMEOUT:-300}" \
+	vng --arch "$arch" --root "$vroot" --run "$kimage" --force-9p --disable-kvm \
+	--memory 1G --cpus 2 --qemu-opts="$qopts" --append "$host_append" \
+	--exec "$script" </dev/null >"$log" 2>&1
+vrc=$?
+set -e
+python3 "$KVMRS_TOP/tools/bench/ktap.py" "$log" "${suites[@]}" >"$out/results/kunit.txt"
+prc=$?
+cat "$out/results/kunit.txt"
+[ "$vrc" = 0 ] || echo "kvm-rs: kunit[$arch]: vng exited $vrc; log: $log" >&2
+exit $prc

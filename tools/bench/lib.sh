@@ -1,0 +1,46 @@
+# Shared shell helpers for the kvm-rs bench scripts. Sourced, not executed.
+# shellcheck shell=bash
+
+set -euo pipefail
+
+KVMRS_TOP=${KVMRS_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# Build cache, outside the clone, shared by every clone on this machine.
+KVMRS_CACHE=${KVMRS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvm-rs}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# Debian suite the toolchain root follows (and its backports).
+KVMRS_SUITE=${KVMRS_SUITE:-trixie}
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'kvm-rs: error: %s\n' "$*" >&2; exit 1; }
+
+# Stable short hash of files and strings: hashkey FILE... -- STRING...
+hashkey() {
+	local files=() strs=()
+	while [ $# -gt 0 ]; do
+		[ "$1" = -- ] && { shift; strs=("$@"); break; }
+		files+=("$1"); shift
+	done
+	{ [ ${#files[@]} -eq 0 ] || cat "${files[@]}"; printf '%s\n' "${strs[@]}"; } |
+		sha256sum | cut -c1-16
+}
+
+# Packages from packages.txt without comments.
+toolchain_packages() {
+	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$KVMRS_TOP/tools/bench/packages.txt"
+}
+
+toolchain_key() { hashkey "$KVMRS_TOP/tools/bench/packages.txt" "$KVMRS_TOP/tools/bench/mkroot.sh" -- "$KVMRS_SUITE"; }
+toolchain_root() { echo "$KVMRS_CACHE/toolchain/$(toolchain_key)"; }
+
+# Wall-clock timing helper: times NAME CMD...
+times_file() { echo "$KVMRS_CACHE/times.log"; }
+timed() {
+	local name=$1; shift
+	local t0 t1 rc=0
+	t0=$(date +%s.%N)
+	"$@" || rc=$?
+	t1=$(date +%s.%N)
+	mkdir -p "$KVMRS_CACHE"
+	printf '%s %-28s %7.1f s rc=%d\n' "$(date -u +%FT%TZ)" "$name" "$(echo "$t1 - $t0" | bc)" "$rc" >>"$(times_file)"
+	return $rc
+}

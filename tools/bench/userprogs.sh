@@ -1,0 +1,7 @@
+#!/bin/bash
+# Cross-compile the static test programs that run inside the emulated host.
+. "$(dirname "$0")/lib.sh"
+arch=${1:?usage: userprogs.sh ARCH}
+. "$KVMRS_TOP/tools/bench/arch.sh"
+mkdir -p "$out/bin"
+"${cross}gcc" -static -O2 -Wall -Werror -o "$out/bin/kvm-probe" "$KVMRS_TOP/tools/testing/kvm-probe/kvm-probe.c"
