@@ -9,6 +9,8 @@
 //! - `arch/riscv/kvm/` and `arch/arm64/kvm/` implement that trait; exactly one
 //!   of them is compiled, chosen by the kernel configuration.
 
+use kernel::prelude::*;
+
 #[path = "virt/kvm/mod.rs"]
 mod kvm;
 
@@ -20,7 +22,7 @@ mod arch;
 #[path = "arch/arm64/kvm/mod.rs"]
 mod arch;
 
-kernel::module! {
+module! {
     type: kvm::KvmModule,
     name: "kvm_rs",
     authors: ["kvm-rs developers"],

@@ -7,7 +7,7 @@ arch=${1:?usage: hostimg.sh ARCH}
 stage=$out/initramfs
 rm -rf "$stage"
 mkdir -p "$stage"/{bin,sbin,proc,sys,dev,tmp,root,etc,lib/kvmrs}
-cp /opt/kvmrs/busybox-"$arch"/bin/busybox "$stage/bin/busybox"
+cp /opt/kvmrs/busybox-"$arch"/usr/bin/busybox "$stage/bin/busybox"
 cp "$KVMRS_TOP/tools/bench/host-init.sh" "$stage/init"
 chmod +x "$stage/init"
 cp "$out/module/kvm_rs.ko" "$stage/lib/kvmrs/"

@@ -25,20 +25,12 @@
 pub(crate) struct Errno(pub(crate) i32);
 
 impl Errno {
-    /// Operation not permitted.
-    pub(crate) const EPERM: Errno = Errno(1);
     /// Bad address.
     pub(crate) const EFAULT: Errno = Errno(14);
-    /// Device or resource busy.
-    pub(crate) const EBUSY: Errno = Errno(16);
     /// Invalid argument.
     pub(crate) const EINVAL: Errno = Errno(22);
     /// Inappropriate ioctl for device.
     pub(crate) const ENOTTY: Errno = Errno(25);
-    /// Out of memory.
-    pub(crate) const ENOMEM: Errno = Errno(12);
-    /// Function not implemented.
-    pub(crate) const ENOSYS: Errno = Errno(38);
 }
 
 /// The ioctl type byte of KVM (`KVMIO`).
