@@ -16,12 +16,12 @@ dir=$KVMRS_CACHE/vngroot/$arch-$key
 
 register_binfmt() {
 	local bm=/proc/sys/fs/binfmt_misc conf=/usr/lib/binfmt.d/qemu-$qarch.conf
-	[ -e "$bm/register" ] || mount -t binfmt_misc binfmt_misc "$bm"
+	[ -e "$bm/register" ] || die "binfmt_misc is not mounted (tools/bench/in-root mounts it)"
 	[ -f "$conf" ] || die "no $conf (qemu-user-binfmt)"
 	# Replace name and interpreter; F opens the (static) interpreter now, so
 	# it works inside any chroot later.
 	local magic_mask
-	magic_mask=$(cut -d: -f4-7 "$conf")
+	magic_mask=$(cut -d: -f4-6 "$conf")
 	[ -e "$bm/kvmrs-$qarch" ] && echo -1 >"$bm/kvmrs-$qarch"
 	echo ":kvmrs-$qarch:M:$magic_mask:/usr/bin/qemu-$qarch:F" >"$bm/register"
 }
