@@ -26,7 +26,7 @@ stage() { # stage NAME CMD... : one pass/fail line for a build step
 }
 collect() { # collect FILE PREFIX : per-test lines of a results file
 	[ -f "$1" ] || return 0
-	sed "s|^\(pass\|fail\) |\1 $2|" "$1" >>"$res"
+	sed -E "s#^(pass|fail) #\1 $2#" "$1" >>"$res"
 }
 
 stage toolchain make -s toolchain || true
