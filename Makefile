@@ -22,7 +22,7 @@ B := tools/bench
 IN_ROOT := $(B)/in-root
 
 .PHONY: help toolchain linux-src kernel kernels module clippy userprogs rootfs \
-	boot run hosttest kunit check clean distclean times
+	boot run hosttest kunit check clean distclean
 
 help:
 	@echo 'kvm-rs bench targets (ARCH=riscv64|arm64, default riscv64):'
@@ -40,7 +40,6 @@ help:
 	@echo '  boot       boot the emulated host (BOOT_TIMEOUT, BOOT_LOG)'
 	@echo '  kunit      KUnit suites of kvm_rs in virtme-ng'
 	@echo '  hosttest   cargo test of the pure-logic files'
-	@echo '  times      stage timings recorded in the cache'
 	@echo '  clean      remove build/   distclean: also the cache $(KVMRS_CACHE)'
 
 toolchain:
@@ -82,9 +81,6 @@ kunit: module
 
 check:
 	@$(B)/check.sh
-
-times:
-	@cat $(KVMRS_CACHE)/times.log 2>/dev/null || echo 'no timings recorded yet'
 
 clean:
 	rm -rf build

@@ -50,9 +50,10 @@ esac
 ls -l /dev/kvm
 kvm-probe
 rc=$?
-if dmesg | grep -qE "BUG:|Oops|WARNING:|Kernel panic"; then
+bad="BUG:|Oops|WARNING:|Kernel panic"
+if dmesg | grep -qE "$bad"; then
 	echo "KVMRS-ERROR the kernel log shows a BUG/WARNING/Oops:"
-	dmesg | grep -E -A20 "BUG:|Oops|WARNING:|Kernel panic" | head -60
+	dmesg | grep -E -A20 "$bad" | head -60
 	rc=3
 fi
 finish $rc

@@ -19,10 +19,9 @@ script='insmod /opt/kvmrs/kvm_rs.ko || echo KVMRS-KUNIT insmod-failed
 echo KVMRS-KUNIT-LOG-BEGIN
 dmesg
 echo KVMRS-KUNIT-END'
-case "$arch" in
-riscv64) qopts="-cpu rv64,h=true" ;;
-arm64) qopts="-M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on" ;;
-esac
+# The same CPU and machine as the emulated host (arch.sh); they come after
+# virtme-ng's own -M/-cpu, so they win.
+qopts="${qemu_machine[*]}"
 log "kunit[$arch]: vng --run $kimage (suites: ${suites[*]})"
 set +e
 cd "$out"

@@ -31,16 +31,3 @@ toolchain_packages() {
 
 toolchain_key() { hashkey "$KVMRS_TOP/tools/bench/packages.txt" "$KVMRS_TOP/tools/bench/mkroot.sh" -- "$KVMRS_SUITE"; }
 toolchain_root() { echo "$KVMRS_CACHE/toolchain/$(toolchain_key)"; }
-
-# Wall-clock timing helper: times NAME CMD...
-times_file() { echo "$KVMRS_CACHE/times.log"; }
-timed() {
-	local name=$1; shift
-	local t0 t1 rc=0
-	t0=$(date +%s.%N)
-	"$@" || rc=$?
-	t1=$(date +%s.%N)
-	mkdir -p "$KVMRS_CACHE"
-	printf '%s %-28s %7.1f s rc=%d\n' "$(date -u +%FT%TZ)" "$name" "$(echo "$t1 - $t0" | bc)" "$rc" >>"$(times_file)"
-	return $rc
-}
