@@ -4,30 +4,38 @@
 # the clone ($(KVMRS_CACHE)), keyed by what it depends on, so a warm run
 # rebuilds nothing. Run as root (see README, "Without root").
 #
-#   make run   [ARCH=riscv64|arm64]   build what is missing, boot the emulated
-#                                     host, load kvm_rs.ko, probe /dev/kvm
+#   make run   [ARCH=riscv64|arm64] [BACKEND=kvm_rs|kvm]
+#                                     build what is missing, boot the emulated
+#                                     host, bring up the backend, probe
+#                                     /dev/kvm, boot a nested guest with QEMU
 #   make check                        every test for both arches
 #   make help                         everything else
 
 ARCH ?= riscv64
 CLIPPY ?=
 KVMRS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kvm-rs
-export KVMRS_CACHE BOOT_TIMEOUT BOOT_LOG KUNIT_TIMEOUT
+BACKEND ?= kvm_rs
+export KVMRS_CACHE BOOT_TIMEOUT BOOT_LOG KUNIT_TIMEOUT BACKEND TEST ST_TIMEOUT DO
 
 ifeq ($(filter $(ARCH),riscv64 arm64),)
 $(error ARCH must be riscv64 or arm64, not '$(ARCH)')
+endif
+ifeq ($(filter $(BACKEND),kvm_rs kvm),)
+$(error BACKEND must be kvm_rs or kvm (upstream KVM), not '$(BACKEND)')
 endif
 
 B := tools/bench
 IN_ROOT := $(B)/in-root
 
 .PHONY: help toolchain linux-src kernel kernels module clippy userprogs rootfs \
-	boot run hosttest kunit check clean distclean
+	boot run hosttest kunit selftests selftests-build selftests-compare check \
+	clean distclean
 
 help:
 	@echo 'kvm-rs bench targets (ARCH=riscv64|arm64, default riscv64):'
-	@echo '  run        build what is missing, boot the $(ARCH) emulated host,'
-	@echo '             load kvm_rs.ko and check /dev/kvm from userspace'
+	@echo '  run        build what is missing, boot the $(ARCH) emulated host, bring up'
+	@echo '             BACKEND (kvm_rs|kvm), check /dev/kvm from userspace and boot a'
+	@echo '             nested guest with Debian QEMU -accel kvm (time to its marker)'
 	@echo '  check      every test for both arches; last line "N passed, N failed"'
 	@echo
 	@echo '  toolchain  Debian trixie + backports root with rustc, clang, qemu (cached)'
@@ -40,6 +48,9 @@ help:
 	@echo '  boot       boot the emulated host (BOOT_TIMEOUT, BOOT_LOG)'
 	@echo '  kunit      KUnit suites of kvm_rs in virtme-ng'
 	@echo '  hosttest   cargo test of the pure-logic files'
+	@echo '  selftests  upstream KVM selftests on BACKEND (TEST=a,b; ST_TIMEOUT=s)'
+	@echo '             -> build/ARCH/selftests-BACKEND.json'
+	@echo '  selftests-compare  both backends, test x backend matrix'
 	@echo '  clean      remove build/   distclean: also the cache $(KVMRS_CACHE)'
 
 toolchain:
@@ -72,6 +83,15 @@ boot: rootfs
 
 run: rootfs
 	@$(B)/run.sh $(ARCH)
+
+selftests-build: kernel
+	@$(IN_ROOT) $(B)/selftests-build.sh $(ARCH) >/dev/null
+
+selftests: rootfs
+	@$(IN_ROOT) $(B)/selftests.sh $(ARCH)
+
+selftests-compare: rootfs
+	@$(IN_ROOT) $(B)/selftests-compare.sh $(ARCH)
 
 hosttest: toolchain
 	@$(IN_ROOT) $(B)/hosttest.sh

@@ -8,7 +8,9 @@ riscv64)
 	# HS-mode host: the H extension, with Sstc/Svadu as QEMU's rv64 has them.
 	qemu_machine=(-M virt -cpu rv64,h=true)
 	console=ttyS0
-	host_append=""
+	# riscv64 upstream KVM is the module kvm.ko: it is simply not loaded
+	# when kvm_rs serves /dev/kvm.
+	host_append_kvm_rs=""
 	;;
 arm64)
 	karch=arm64
@@ -19,9 +21,17 @@ arm64)
 	qemu_machine=(-M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on)
 	console=ttyAMA0
 	# In-tree KVM is built in: keep it off so EL2 and /dev/kvm are ours.
-	host_append="kvm-arm.mode=none"
+	host_append_kvm_rs="kvm-arm.mode=none"
 	;;
 *) die "unknown ARCH '$arch' (riscv64 or arm64)" ;;
+esac
+# Who serves /dev/kvm in the emulated host: kvm_rs, or upstream KVM ("kvm").
+backend=${BACKEND:-kvm_rs}
+case "$backend" in
+kvm_rs) host_append=$host_append_kvm_rs ;;
+kvm) host_append="" ;;
+none) host_append=$host_append_kvm_rs ;;
+*) die "unknown BACKEND '$backend' (kvm_rs or kvm)" ;;
 esac
 kbuild=$KVMRS_CACHE/kernel/$arch
 kimage=$kbuild/arch/$karch/boot/Image

@@ -47,6 +47,18 @@ for arch in $arches; do
 		done >>"$res"
 	stage "$arch/kunit" make -s kunit ARCH="$arch" || true
 	collect "$out/results/kunit.txt" "$arch/kunit: "
+	# The yardstick itself: upstream KVM boots the nested guest through
+	# Debian's QEMU in this emulated host.
+	stage "$arch/nested-guest(upstream kvm)" make -s run ARCH="$arch" BACKEND=kvm || true
+	# The upstream selftests on kvm_rs: the host must survive the run; the
+	# tests of tools/testing/selftests/expected-<arch>.txt must pass (full
+	# timeout); the others run with a short timeout, to report extra passes.
+	expect=$KVMRS_TOP/tools/testing/selftests/expected-$arch.txt
+	rm -f "$out/selftests-kvm_rs.json"
+	stage "$arch/selftests(kvm_rs) host survives" env ST_EXPECT="$expect" \
+		ST_OTHER_TIMEOUT="${CHECK_OTHER_TIMEOUT:-30}" make -s selftests ARCH="$arch" BACKEND=kvm_rs || true
+	"$KVMRS_TOP/tools/bench/in-root" python3 "$KVMRS_TOP/tools/bench/selftests-report.py" \
+		ratchet "$arch" "$expect" "$out/selftests-kvm_rs.json" "$res" || true
 done
 
 echo

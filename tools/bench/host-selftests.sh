@@ -1,0 +1,36 @@
+#!/opt/kvmrs/bin/busybox sh
+# Inside the emulated host: run the upstream KVM selftests listed in
+# SHARE/plan.txt ("<test> <timeout-seconds>" per line), each alone, as the
+# kselftest runner would (no arguments, cwd = its directory). Writes
+# SHARE/selftests/<test with / as __>.log and appends
+# "<test> <exit code> <seconds> <timed out 0|1>" to SHARE/selftests/results.txt.
+share=${1:?usage: host-selftests.sh SHARE}
+st=/opt/kvmrs/selftests
+res=$share/selftests
+mkdir -p "$res"
+: >"$res/results.txt"
+up() { cut -d' ' -f1 /proc/uptime; }
+n=$(grep -c . "$share/plan.txt")
+i=0
+while read -r t tmo; do
+	[ -n "$t" ] || continue
+	i=$((i + 1))
+	logf=$res/$(echo "$t" | sed 's#/#__#g').log
+	if [ ! -x "$st/$t" ]; then
+		echo "no such test: $t" >"$logf"
+		echo "$t 127 0 0" >>"$res/results.txt"
+		echo "KVMRS-ST [$i/$n] $t rc=127 (not built)"
+		continue
+	fi
+	t0=$(up)
+	# KILL: a test stuck in KVM_RUN may ignore TERM; it is timed out anyway.
+	(cd "$st/$(dirname "$t")" && exec timeout -s KILL "$tmo" "./$(basename "$t")") >"$logf" 2>&1 </dev/null
+	rc=$?
+	t1=$(up)
+	secs=$(awk "BEGIN{printf \"%.2f\", $t1-$t0}")
+	to=$(awk "BEGIN{print ($t1-$t0 >= $tmo) ? 1 : 0}")
+	echo "$t $rc $secs $to" >>"$res/results.txt"
+	echo "KVMRS-ST [$i/$n] $t rc=$rc ${secs}s$( [ "$to" = 1 ] && echo " TIMEOUT")"
+	sync
+done <"$share/plan.txt"
+exit 0
