@@ -25,8 +25,26 @@
 pub(crate) struct Errno(pub(crate) i32);
 
 impl Errno {
+    /// Operation not permitted.
+    pub(crate) const EPERM: Errno = Errno(1);
+    /// No such file or directory (e.g. a memslot without a dirty bitmap).
+    pub(crate) const ENOENT: Errno = Errno(2);
+    /// I/O error (upstream uses it for broken internal accounting).
+    pub(crate) const EIO: Errno = Errno(5);
+    /// No such device or address.
+    pub(crate) const ENXIO: Errno = Errno(6);
+    /// Argument list too long.
+    pub(crate) const E2BIG: Errno = Errno(7);
+    /// Bad file descriptor.
+    pub(crate) const EBADF: Errno = Errno(9);
+    /// Out of memory.
+    pub(crate) const ENOMEM: Errno = Errno(12);
     /// Bad address.
     pub(crate) const EFAULT: Errno = Errno(14);
+    /// Device or resource busy.
+    pub(crate) const EBUSY: Errno = Errno(16);
+    /// File exists (e.g. overlapping memslots, duplicate vCPU id).
+    pub(crate) const EEXIST: Errno = Errno(17);
     /// Invalid argument.
     pub(crate) const EINVAL: Errno = Errno(22);
     /// Inappropriate ioctl for device.

@@ -8,3 +8,12 @@
 
 #[path = "../../../virt/kvm/abi.rs"]
 pub mod abi;
+
+#[path = "../../../virt/kvm/storage.rs"]
+pub mod storage;
+
+#[path = "../../../virt/kvm/memslot.rs"]
+pub mod memslot;
+
+#[path = "../../../virt/kvm/dirty_log.rs"]
+pub mod dirty_log;

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Growable storage for the pure-logic files, with fallible allocation only.
+//!
+//! The pure-logic files (`memslot.rs`, `dirty_log.rs`, ...) must build both
+//! inside the kernel module and on the host, so they never name an
+//! allocating type directly. They are generic over [`Alloc`], a family of
+//! vector types:
+//!
+//! - in the kernel, the glue implements it with `kernel::alloc::KVVec` (or
+//!   `KVec`), whose `push(x, GFP_KERNEL_ACCOUNT)` can fail;
+//! - on the host (`cargo test`), [`StdAlloc`] uses `std::vec::Vec` and turns
+//!   a failed `try_reserve` into `ENOMEM`.
+//!
+//! No method here can abort on allocation failure: every growth returns
+//! `Err(Errno::ENOMEM)` instead, as upstream's `kzalloc()`/`kvzalloc()`
+//! callers return `-ENOMEM`.
+
+use super::abi::Errno;
+
+/// A growable vector whose growth can fail.
+///
+/// Invariant: `as_slice().len() == len()`; elements are never moved except
+/// by the vector's own reallocation on growth.
+pub(crate) trait Storage<T> {
+    /// Number of elements.
+    fn len(&self) -> usize;
+
+    /// Whether the vector is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements.
+    fn as_slice(&self) -> &[T];
+
+    /// The elements, mutable.
+    fn as_mut_slice(&mut self) -> &mut [T];
+
+    /// Appends `value`, or fails with `ENOMEM` and leaves `self` unchanged.
+    fn try_push(&mut self, value: T) -> Result<(), Errno>;
+
+    /// Removes and returns the last element.
+    fn pop(&mut self) -> Option<T>;
+
+    /// Removes every element (keeps the capacity).
+    fn clear(&mut self);
+
+    /// Appends `n` copies of `value`; on `ENOMEM` the vector may have grown
+    /// partially (callers discard it then).
+    fn try_extend_with(&mut self, n: usize, value: T) -> Result<(), Errno>
+    where
+        T: Clone,
+    {
+        for _ in 0..n {
+            self.try_push(value.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// A family of [`Storage`] vectors: one allocator, any element type.
+pub(crate) trait Alloc {
+    /// The vector of `T` of this allocator.
+    type Vec<T>: Storage<T>;
+
+    /// A new, empty vector (no allocation yet).
+    fn new_vec<T>() -> Self::Vec<T>;
+}
+
+/// The host allocator: `std::vec::Vec`, with `try_reserve` so that growth
+/// failures are reported, not aborted on. Only built for host tests.
+#[cfg(test)]
+pub(crate) struct StdAlloc;
+
+#[cfg(test)]
+impl<T> Storage<T> for std::vec::Vec<T> {
+    fn len(&self) -> usize {
+        std::vec::Vec::len(self)
+    }
+
+    fn as_slice(&self) -> &[T] {
+        self
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        self
+    }
+
+    fn try_push(&mut self, value: T) -> Result<(), Errno> {
+        self.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+        self.push(value);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        std::vec::Vec::pop(self)
+    }
+
+    fn clear(&mut self) {
+        std::vec::Vec::clear(self)
+    }
+}
+
+#[cfg(test)]
+impl Alloc for StdAlloc {
+    type Vec<T> = std::vec::Vec<T>;
+
+    fn new_vec<T>() -> Self::Vec<T> {
+        std::vec::Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn std_storage_pushes_pops_and_extends() {
+        let mut v: std::vec::Vec<u32> = StdAlloc::new_vec();
+        assert!(Storage::is_empty(&v));
+        assert_eq!(v.try_push(7), Ok(()));
+        assert_eq!(v.try_extend_with(3, 1), Ok(()));
+        assert_eq!(Storage::as_slice(&v), &[7, 1, 1, 1]);
+        assert_eq!(Storage::pop(&mut v), Some(1));
+        Storage::clear(&mut v);
+        assert_eq!(Storage::len(&v), 0);
+    }
+}
