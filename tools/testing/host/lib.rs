@@ -17,3 +17,12 @@ pub mod memslot;
 
 #[path = "../../../virt/kvm/dirty_log.rs"]
 pub mod dirty_log;
+
+#[path = "../../../virt/kvm/mmu_invalidate.rs"]
+pub mod mmu_invalidate;
+
+#[path = "../../../virt/kvm/stats.rs"]
+pub mod stats;
+
+#[path = "../../../virt/kvm/vm_limits.rs"]
+pub mod vm_limits;
