@@ -272,14 +272,14 @@ impl<A: Alloc> Memslots<A> {
             return Err(Errno::ENXIO);
         }
         user_slot_id(log.slot)?;
-        if log.first_page % BITS != 0 {
+        if !log.first_page.is_multiple_of(BITS) {
             return Err(Errno::EINVAL);
         }
         let (s, b) = self.logging_slot(log.slot)?;
         let num = u64::from(log.num_pages);
         if log.first_page > s.npages
             || num > s.npages - log.first_page
-            || (num < s.npages - log.first_page && num % BITS != 0)
+            || (num < s.npages - log.first_page && !num.is_multiple_of(BITS))
         {
             return Err(Errno::EINVAL);
         }

@@ -759,7 +759,7 @@ impl<A: Alloc> Memslots<A> {
             let hva_end = end.min(slot_end);
             let shift = self.limits.page_shift.min(63);
             let page_mask = (1u64 << shift) - 1;
-            let to_gfn = |hva: u64| s.base_gfn.saturating_add((hva - s.userspace_addr) >> shift);
+            let to_gfn = |hva: u64| s.base_gfn.saturating_add(hva.saturating_sub(s.userspace_addr) >> shift);
             // hva_end + PAGE_SIZE - 1, rounded down: the last partial page
             // counts (hva_to_gfn_memslot(hva_end + PAGE_SIZE - 1)).
             let gfn_end = to_gfn(hva_end).saturating_add(u64::from(hva_end & page_mask != 0));
@@ -1060,7 +1060,7 @@ impl<A: Alloc> Memslots<A> {
                 }
                 self.tree_insert(GFN, i);
                 self.tree_insert(HVA, i);
-                self.count += 1;
+                self.count = self.count.saturating_add(1);
                 self.nr_pages = self.nr_pages.saturating_add(n.npages);
             }
             (Change::Delete, _) => {
@@ -1348,6 +1348,16 @@ pub(crate) mod host_tests {
         });
         assert_eq!(set_v2(&mut s, region(0, 0, 0, PAGE, 0x0500_0000_0000_1000)), Err(Errno::EINVAL));
         assert_eq!(set_v2(&mut s, region(0, 0, 0, PAGE, 0x1000)), Ok(Some(Change::Create)));
+        // The tag check stands on its own, even where access_ok() would pass.
+        let mut s = Set::new(MemslotLimits {
+            tag_bits: 8,
+            task_size: u64::MAX,
+            ..limits()
+        });
+        assert_eq!(set_v2(&mut s, region(0, 0, 0, PAGE, 0x0500_0000_0000_1000)), Err(Errno::EINVAL));
+        // A kernel-half address sign-extends to itself: only access_ok()
+        // refuses it.
+        assert_eq!(set_v2(&mut s, region(0, 0, 0, PAGE, 0xff80_0000_0000_0000)), Ok(Some(Change::Create)));
     }
 
     #[test]

@@ -297,6 +297,7 @@ mod host_tests {
         assert!(inv.retry_gfn(seq, 50));
         assert!(inv.retry_gfn(seq, 105));
         assert!(!inv.retry_gfn(seq, 110));
+        assert!(inv.retry_gfn(seq, 10)); // the start is included
         assert!(!inv.retry_gfn(seq, 9));
         assert_eq!(inv.end(), Ok(()));
         // A new first invalidation resets the range.

@@ -320,8 +320,12 @@ struct IdWriter {
 impl IdWriter {
     fn str(&mut self, s: &str) {
         for &c in s.as_bytes() {
-            if self.len + 1 < KVM_STATS_NAME_SIZE {
-                self.buf[self.len] = c;
+            // Keep the last byte for the NUL.
+            if self.len + 1 >= KVM_STATS_NAME_SIZE {
+                return;
+            }
+            if let Some(b) = self.buf.get_mut(self.len) {
+                *b = c;
                 self.len += 1;
             }
         }
@@ -332,20 +336,20 @@ impl IdWriter {
         if v < 0 {
             self.str("-");
         }
+        // Up to 10 digits, least significant first.
         let mut digits = [0u8; 10];
         let mut n = v.unsigned_abs();
         let mut k = 0;
-        loop {
-            digits[k] = b'0' + (n % 10) as u8;
+        for d in digits.iter_mut() {
+            *d = b'0' + (n % 10) as u8;
             n /= 10;
             k += 1;
-            if n == 0 || k == digits.len() {
+            if n == 0 {
                 break;
             }
         }
-        while k > 0 {
-            k -= 1;
-            let d = [digits[k]];
+        for d in digits.iter().take(k).rev() {
+            let d = [*d];
             if let Ok(s) = core::str::from_utf8(&d) {
                 self.str(s);
             }
