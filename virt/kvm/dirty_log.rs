@@ -232,14 +232,16 @@ impl<A: Alloc> Memslots<A> {
         protect: &mut impl FnMut(&Memslot, u64, u64),
     ) -> Result<DirtyLogDone, Errno> {
         let (s, b) = self.logging_slot(slot)?;
+        // Allocate before clearing anything, so ENOMEM loses no dirty bit.
         out.clear();
+        out.try_extend_with(b.nwords(), 0)?;
         let manual = self.manual_dirty_log_protect != 0;
         let mut flush = false;
-        for i in 0..b.nwords() {
+        for (i, dst) in out.as_mut_slice().iter_mut().enumerate() {
             let Some(w) = b.word(i) else {
                 break;
             };
-            let v = if manual {
+            *dst = if manual {
                 w.load(Ordering::Relaxed)
             } else if w.load(Ordering::Relaxed) == 0 {
                 0
@@ -251,7 +253,6 @@ impl<A: Alloc> Memslots<A> {
                 }
                 mask
             };
-            out.try_push(v)?;
         }
         Ok(DirtyLogDone { flush })
     }
@@ -540,6 +541,22 @@ mod host_tests {
         assert_eq!(get(&s, 0).unwrap().0, [1 | (1 << 5), 0, 0]);
         // Clearing again: nothing really cleared, no flush.
         assert_eq!(clear(&s, 0, 64, 66, &user).map(|r| r.0), Ok(false));
+    }
+
+    #[test]
+    fn get_enomem_loses_no_dirty_bit() {
+        use crate::storage::{
+            BudgetAlloc,
+            BudgetVec, //
+        };
+        let s = setup(128);
+        s.mark_page_dirty(0x100 + 100);
+        let mut out: BudgetVec<u64> = BudgetAlloc::new_vec();
+        BudgetAlloc::set_budget(1);
+        let r = s.get_dirty_log(0, &mut out, &mut |_, _, _| {});
+        BudgetAlloc::set_budget(usize::MAX);
+        assert_eq!(r, Err(Errno::ENOMEM));
+        assert_eq!(get(&s, 0).unwrap().0, [0, 1 << 36]);
     }
 
     #[test]

@@ -1564,6 +1564,36 @@ pub(crate) mod host_tests {
     }
 
     #[test]
+    fn enomem_leaves_the_set_unchanged() {
+        use crate::dirty_log::KVM_DIRTY_LOG_MANUAL_CAPS;
+        use crate::storage::BudgetAlloc;
+        let m = region(3, 0, 0, 64 * PAGE, 0x1000);
+        // by_id needs 4 entries, then 1 node: fail at each step.
+        for budget in [0, 3, 4] {
+            let mut s = Memslots::<BudgetAlloc>::new(limits());
+            BudgetAlloc::set_budget(budget);
+            assert_eq!(s.set_memory_region(RegionIoctl::V2, &m, &mut NoHooks), Err(Errno::ENOMEM));
+            assert!(s.is_empty() && s.id_to_memslot(3).is_none() && s.generation() == 0);
+            assert!(s.gfn_to_memslot(0).is_none());
+        }
+        let mut s = Memslots::<BudgetAlloc>::new(limits());
+        let caps = KVM_DIRTY_LOG_MANUAL_CAPS;
+        assert_eq!(s.enable_manual_dirty_log_protect(0, caps, caps), Ok(()));
+        BudgetAlloc::set_budget(usize::MAX);
+        assert_eq!(s.set_memory_region(RegionIoctl::V2, &m, &mut NoHooks), Ok(Some(Change::Create)));
+        // Turning on logging needs a bitmap (one word): no memory, no change.
+        let g = s.generation();
+        let m = region(3, KVM_MEM_LOG_DIRTY_PAGES, 0, 64 * PAGE, 0x1000);
+        BudgetAlloc::set_budget(0);
+        assert_eq!(s.set_memory_region(RegionIoctl::V2, &m, &mut NoHooks), Err(Errno::ENOMEM));
+        assert_eq!(s.id_to_memslot(3).map(|x| x.flags), Some(0));
+        assert_eq!(s.generation(), g);
+        BudgetAlloc::set_budget(1);
+        assert_eq!(s.set_memory_region(RegionIoctl::V2, &m, &mut NoHooks), Ok(Some(Change::FlagsOnly)));
+        BudgetAlloc::set_budget(usize::MAX);
+    }
+
+    #[test]
     fn nr_memslot_pages_overflow_is_einval() {
         let mut s = Set::new(limits());
         s.nr_pages = u64::MAX - 1;

@@ -111,9 +111,89 @@ impl Alloc for StdAlloc {
     }
 }
 
+/// A host allocator whose growth fails once a per-thread budget of pushes
+/// is spent: lets tests check that `ENOMEM` leaves state unchanged.
+#[cfg(test)]
+pub(crate) struct BudgetAlloc;
+
+#[cfg(test)]
+std::thread_local! {
+    static BUDGET: core::cell::Cell<usize> = const { core::cell::Cell::new(usize::MAX) };
+}
+
+#[cfg(test)]
+impl BudgetAlloc {
+    /// Allows `n` more pushes on this thread (`usize::MAX`: unlimited).
+    pub(crate) fn set_budget(n: usize) {
+        BUDGET.with(|b| b.set(n));
+    }
+}
+
+/// The vector of [`BudgetAlloc`].
+#[cfg(test)]
+pub(crate) struct BudgetVec<T>(std::vec::Vec<T>);
+
+#[cfg(test)]
+impl<T> Storage<T> for BudgetVec<T> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn as_slice(&self) -> &[T] {
+        &self.0
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.0
+    }
+
+    fn try_push(&mut self, value: T) -> Result<(), Errno> {
+        let ok = BUDGET.with(|b| match b.get() {
+            0 => false,
+            n => {
+                b.set(n.saturating_sub(usize::from(n != usize::MAX)));
+                true
+            }
+        });
+        if !ok {
+            return Err(Errno::ENOMEM);
+        }
+        self.0.push(value);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        self.0.pop()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear()
+    }
+}
+
+#[cfg(test)]
+impl Alloc for BudgetAlloc {
+    type Vec<T> = BudgetVec<T>;
+
+    fn new_vec<T>() -> Self::Vec<T> {
+        BudgetVec(std::vec::Vec::new())
+    }
+}
+
 #[cfg(test)]
 mod host_tests {
     use super::*;
+
+    #[test]
+    fn budget_alloc_fails_when_spent() {
+        let mut v: BudgetVec<u8> = BudgetAlloc::new_vec();
+        BudgetAlloc::set_budget(2);
+        assert_eq!(v.try_push(1), Ok(()));
+        assert_eq!(v.try_extend_with(3, 2), Err(Errno::ENOMEM));
+        assert_eq!(v.as_slice(), &[1, 2]);
+        BudgetAlloc::set_budget(usize::MAX);
+        assert_eq!(v.try_push(3), Ok(()));
+    }
 
     #[test]
     fn std_storage_pushes_pops_and_extends() {
