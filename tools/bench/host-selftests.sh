@@ -1,7 +1,7 @@
 #!/opt/kvmrs/bin/busybox sh
 # Inside the emulated host: run the upstream KVM selftests listed in
-# SHARE/plan.txt ("<test> <timeout-seconds>" per line), each alone, as the
-# kselftest runner would (no arguments, cwd = its directory). Writes
+# SHARE/plan.txt ("<test> <timeout-seconds> [arguments]" per line), each
+# alone, as the kselftest runner would (cwd = its directory). Writes
 # SHARE/selftests/<test with / as __>.log and appends
 # "<test> <exit code> <seconds> <timed out 0|1>" to SHARE/selftests/results.txt.
 share=${1:?usage: host-selftests.sh SHARE}
@@ -12,7 +12,7 @@ mkdir -p "$res"
 up() { cut -d' ' -f1 /proc/uptime; }
 n=$(grep -c . "$share/plan.txt")
 i=0
-while read -r t tmo; do
+while read -r t tmo args; do
 	[ -n "$t" ] || continue
 	i=$((i + 1))
 	logf=$res/$(echo "$t" | sed 's#/#__#g').log
@@ -24,7 +24,7 @@ while read -r t tmo; do
 	fi
 	t0=$(up)
 	# KILL: a test stuck in KVM_RUN may ignore TERM; it is timed out anyway.
-	(cd "$st/$(dirname "$t")" && exec timeout -s KILL "$tmo" "./$(basename "$t")") >"$logf" 2>&1 </dev/null
+	(cd "$st/$(dirname "$t")" && exec timeout -s KILL "$tmo" "./$(basename "$t")" $args) >"$logf" 2>&1 </dev/null
 	rc=$?
 	t1=$(up)
 	secs=$(awk "BEGIN{printf \"%.2f\", $t1-$t0}")

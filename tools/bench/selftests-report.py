@@ -27,7 +27,7 @@ def read_plan(path):
     with open(path) as f:
         for line in f:
             parts = line.split()
-            if len(parts) == 2:
+            if len(parts) >= 2:
                 plan.append((parts[0], int(parts[1])))
     return plan
 

@@ -5,7 +5,9 @@
 # Env: BACKEND=kvm|kvm_rs (default kvm_rs), TEST=name[,name...] (default: all
 # built tests), ST_TIMEOUT (s per test, default 120 as upstream's kvm/settings),
 # ST_EXPECT=file + ST_OTHER_TIMEOUT=s: tests not in the file get that timeout
-# (make check uses it to bound the run while still seeing extra passes).
+# (make check uses it to bound the run while still seeing extra passes),
+# ST_DEFAULT_ARGS=1: ignore tools/testing/selftests/args.txt and run every
+# test without arguments, exactly as upstream's kselftest runner.
 # Writes build/<arch>/selftests-<backend>.json and prints a table.
 . "$(dirname "$0")/lib.sh"
 arch=${1:?usage: selftests.sh ARCH}
@@ -36,7 +38,12 @@ while read -r t; do
 	if [ -n "${ST_EXPECT:-}" ] && ! printf '%s\n' "${expect[@]}" | grep -qx "$t"; then
 		tt=${ST_OTHER_TIMEOUT:-$tmo}
 	fi
-	echo "$t $tt"
+	a=""
+	if [ -z "${ST_DEFAULT_ARGS:-}" ]; then
+		a=$(awk -v t="$t" '$1 == t { $1 = ""; sub(/^ +/, ""); print; exit }' \
+			"$KVMRS_TOP/tools/testing/selftests/args.txt")
+	fi
+	echo "$t $tt $a"
 	total=$((total + tt + 5))
 done <"$share/names" >"$plan"
 
