@@ -24,6 +24,8 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Errno(pub(crate) i32);
 
+// Some errnos are only used by the VM and vCPU ioctls still to come.
+#[allow(dead_code)]
 impl Errno {
     /// Operation not permitted.
     pub(crate) const EPERM: Errno = Errno(1);
