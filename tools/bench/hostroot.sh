@@ -16,6 +16,7 @@ arm64) qarch=aarch64 qpkg=qemu-system-arm ;;
 esac
 # libc-bin etc. come with minbase; the selftests need only glibc.
 pkgs=$qpkg
+cache_lock "hostroot-$arch"
 key=$(hashkey "$0" -- "$KVMRS_SUITE" "$pkgs")
 cpio=$KVMRS_CACHE/hostroot/$arch-$key.cpio
 

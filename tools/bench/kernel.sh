@@ -15,6 +15,7 @@ cfgdir=$KVMRS_TOP/tools/bench/configs
 src=$KVMRS_CACHE/linux/src
 build=$KVMRS_CACHE/kernel/$arch
 
+cache_lock "kernel-$arch"
 "$KVMRS_TOP/tools/bench/linux-src.sh"
 key=$(hashkey "$cfgdir/common.config" "$cfgdir/$arch.config" "$0" \
 	-- "$(cat "$src/.git/kvmrs-patches")" "$(toolchain_key)")

@@ -31,3 +31,12 @@ toolchain_packages() {
 
 toolchain_key() { hashkey "$KVMRS_TOP/tools/bench/packages.txt" "$KVMRS_TOP/tools/bench/mkroot.sh" -- "$KVMRS_SUITE"; }
 toolchain_root() { echo "$KVMRS_CACHE/toolchain/$(toolchain_key)"; }
+
+# Serialise work on a shared cache entry between concurrent runs (several
+# clones or worktrees share one cache): cache_lock NAME holds
+# $KVMRS_CACHE/.lock-NAME until the calling script exits.
+cache_lock() {
+	mkdir -p "$KVMRS_CACHE"
+	exec {_kvmrs_lock_fd}>"$KVMRS_CACHE/.lock-$1"
+	flock "$_kvmrs_lock_fd"
+}

@@ -10,6 +10,7 @@
 
 src=$KVMRS_CACHE/linux/src
 patchdir=$KVMRS_TOP/rust/linux-7.3-patches
+cache_lock "linux-src"
 
 if [ ! -f "$src/.kvmrs-base" ]; then
 	log "linux-src: fetching Debian linux-source-7.3"

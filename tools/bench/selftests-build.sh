@@ -11,6 +11,7 @@ arch=${1:?usage: selftests-build.sh ARCH}
 src=$KVMRS_CACHE/linux/src
 case "$arch" in riscv64) starch=riscv ;; arm64) starch=arm64 ;; esac
 
+cache_lock "selftests-$arch"
 [ -f "$kbuild/.kvmrs-key" ] || die "selftests[$arch]: no kernel build (make kernel ARCH=$arch)"
 key=$(hashkey "$0" -- "$(cat "$kbuild/.kvmrs-key")")
 dest=$KVMRS_CACHE/selftests/$arch-$key
