@@ -42,6 +42,12 @@ while read -r t; do
 	if [ -z "${ST_DEFAULT_ARGS:-}" ]; then
 		a=$(awk -v t="$t" '$1 == t { $1 = ""; sub(/^ +/, ""); print; exit }' \
 			"$KVMRS_TOP/tools/testing/selftests/args.txt")
+		# "timeout=N" first: this test's full timeout (not ST_OTHER_TIMEOUT's).
+		if [[ $a == timeout=* ]]; then
+			own=${a%% *}; own=${own#timeout=}
+			[ "$tt" != "$tmo" ] || tt=$own
+			[[ $a == *" "* ]] && a=${a#* } || a=""
+		fi
 	fi
 	echo "$t $tt $a"
 	total=$((total + tt + 5))
