@@ -3,28 +3,153 @@
 //! The interface between the generic core and an architecture backend.
 //!
 //! Each method says how riscv64 (`arch/riscv/kvm/`) and arm64
-//! (`arch/arm64/kvm/`) implement it. The trait grows with the core: VM and
-//! vCPU state, stage-2 MMU and the world switch come with later work.
+//! (`arch/arm64/kvm/`) implement it. The trait grows with the core: stage-2
+//! MMU and the world switch come with later work.
+//!
+//! Errors are the pure layer's [`Errno`], so that the answers can be checked
+//! against upstream's errnos one for one.
 
+use super::{
+    abi::Errno,
+    memslot::MemslotLimits,
+    stats::StatsSchema,
+    vm_limits::VcpuLimits,
+};
 use kernel::prelude::*;
+
+/// What a VM fd's `KVM_CHECK_EXTENSION` knows about the VM (`None` on
+/// `/dev/kvm`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct VmFacts {
+    /// The VM's guest physical address bits.
+    pub(crate) gpa_bits: u32,
+    /// `kvm->max_vcpus` (arm64 answers it; riscv64 answers a constant).
+    #[cfg_attr(CONFIG_RISCV, allow(dead_code))]
+    pub(crate) max_vcpus: u32,
+}
+
+/// A VM-wide change that an arch `KVM_ENABLE_CAP` asks the core to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VmCapChange {
+    /// New guest physical address bits (only while no vCPU and no memslot
+    /// exist).
+    GpaBits(u32),
+}
 
 /// An architecture backend. Implemented by `crate::arch::Host`.
 pub(crate) trait Arch {
     /// The architecture's name, as in `uname -m`.
     const NAME: &'static str;
 
+    /// The vCPU binary statistics (`KVM_GET_STATS_FD` on a vCPU fd).
+    ///
+    /// - riscv64: `kvm_vcpu_stats_desc` of `arch/riscv/kvm/vcpu.c`;
+    /// - arm64: `kvm_vcpu_stats_desc` of `arch/arm64/kvm/guest.c`.
+    const VCPU_STATS: &'static StatsSchema;
+
+    /// Per-vCPU architecture state, kept under the vCPU's mutex.
+    ///
+    /// - riscv64: nothing yet (the ONE_REG config registers are host facts);
+    /// - arm64: whether `KVM_ARM_VCPU_INIT` ran, and with which features.
+    type Vcpu: Send;
+
     /// Checks, at module load, that this host can run guests, and logs what
     /// it found. Fails with `ENODEV` when it cannot, as upstream does.
     ///
     /// - riscv64: the H extension must be present; the kernel runs in HS-mode
-    ///   and reads `hstatus`.
+    ///   and reads `hstatus`; the deepest G-stage mode is detected by
+    ///   writing `hgatp` (as `kvm_riscv_gstage_mode_detect()`).
     /// - arm64: the kernel must run at EL2 with VHE (`HCR_EL2.E2H` set), and
-    ///   in-tree KVM must be off (`kvm-arm.mode=none`).
+    ///   in-tree KVM must be off (`kvm-arm.mode=none`); the IPA limit comes
+    ///   from `ID_AA64MMFR0_EL1.PARange`.
     fn probe() -> Result;
 
-    /// Answer to `KVM_CHECK_EXTENSION` for `cap`: 0 when unsupported.
+    /// `KVM_CREATE_VM`: validates the machine type `ty` and returns the VM's
+    /// guest physical address bits.
     ///
-    /// Both backends answer 0 for everything until the features behind a
-    /// capability exist.
-    fn check_extension(cap: usize) -> isize;
+    /// - riscv64: any type is accepted (upstream ignores it); the VM gets
+    ///   the host's deepest G-stage mode (Sv57x4: 59 bits, Sv48x4: 50, ...);
+    /// - arm64: `ty` carries the IPA size (`KVM_VM_TYPE_ARM_IPA_SIZE`, 0 =
+    ///   40 bits), checked against the host's IPA limit; `EINVAL` otherwise.
+    fn vm_gpa_bits(ty: usize) -> Result<u32, Errno>;
+
+    /// The memslot limits of a VM with `gpa_bits`.
+    ///
+    /// - riscv64: read-only memory, no guest_memfd, user space ends at the
+    ///   `TASK_SIZE` of the host's `satp` mode, no pointer tags;
+    /// - arm64: read-only memory, no guest_memfd (kvm_rs has none yet),
+    ///   `TASK_SIZE_MAX` = `1 << VA_BITS`, 8 tag bits (TBI).
+    fn memslot_limits(gpa_bits: u32) -> MemslotLimits;
+
+    /// The vCPU limits of a new VM (`KVM_MAX_VCPU_IDS`, `kvm->max_vcpus`).
+    ///
+    /// - riscv64: 1024 and 1024;
+    /// - arm64: 512 and 512 (no vGIC yet, which would lower the count).
+    fn vcpu_limits() -> VcpuLimits;
+
+    /// `kvm_arch_vcpu_precreate()`, with the VM's limits.
+    ///
+    /// - riscv64: accepts everything;
+    /// - arm64: `EINVAL` for an id at or above `max_vcpus` (`EBUSY` once a
+    ///   vGIC is initialized, when there is one).
+    fn vcpu_precreate(id: u32, limits: &VcpuLimits) -> Result<(), Errno>;
+
+    /// The architecture's answer to `KVM_CHECK_EXTENSION` for a capability
+    /// the generic table does not answer (0 when unsupported). Only
+    /// capabilities whose feature exists in kvm_rs are claimed.
+    ///
+    /// - riscv64: vCPU counts and ids, `VM_GPA_BITS`, `READONLY_MEM`,
+    ///   `IMMEDIATE_EXIT`;
+    /// - arm64: vCPU counts and ids, `ARM_VM_IPA_SIZE`, `READONLY_MEM`,
+    ///   `IMMEDIATE_EXIT`.
+    fn check_extension(cap: i64, vm: Option<&VmFacts>) -> i64;
+
+    /// `KVM_ENABLE_CAP` on a VM fd for a capability the core does not
+    /// handle; `busy` says whether vCPUs or memslots exist. `EINVAL` for
+    /// anything unknown.
+    ///
+    /// - riscv64: `KVM_CAP_VM_GPA_BITS`;
+    /// - arm64: nothing yet.
+    fn vm_enable_cap(cap: u32, flags: u32, args: &[u64; 4], busy: bool) -> Result<VmCapChange, Errno>;
+
+    /// A VM ioctl the core does not know (`kvm_arch_vm_ioctl()`); `EINVAL`
+    /// when the arch does not know it either.
+    ///
+    /// - riscv64: none, `EINVAL`;
+    /// - arm64: `KVM_ARM_PREFERRED_TARGET`.
+    fn vm_ioctl(cmd: u32, arg: usize) -> Result<isize, Errno>;
+
+    /// Creates the arch state of vCPU `id` (`kvm_arch_vcpu_create()`).
+    fn vcpu_create(id: u32) -> Result<Self::Vcpu, Errno>;
+
+    /// A vCPU ioctl the core does not know (`kvm_arch_vcpu_ioctl()`);
+    /// `EINVAL` when the arch does not know it either.
+    ///
+    /// - riscv64: none;
+    /// - arm64: `KVM_ARM_VCPU_INIT`.
+    fn vcpu_ioctl(vcpu: &mut Self::Vcpu, cmd: u32, arg: usize) -> Result<isize, Errno>;
+
+    /// `KVM_GET_ONE_REG` of register `id`, whose size the core has not
+    /// checked. Returns the value (registers of at most 8 bytes for now).
+    ///
+    /// - riscv64: the `satp_mode` config register; `ENOENT` for the others;
+    /// - arm64: `ENOEXEC` before `KVM_ARM_VCPU_INIT`; the ID registers
+    ///   kvm_rs exposes (`ID_AA64MMFR0_EL1`); `ENOENT` for the others.
+    fn get_one_reg(vcpu: &mut Self::Vcpu, id: u64) -> Result<u64, Errno>;
+
+    /// `KVM_SET_ONE_REG` of register `id`. `value` reads the new value from
+    /// userspace (`EFAULT`); the arch calls it after its own id and size
+    /// checks, in upstream's order.
+    ///
+    /// - riscv64: `satp_mode` may only be set to its current value;
+    /// - arm64: nothing writable yet (`ENOENT`, `ENOEXEC` before init).
+    fn set_one_reg(
+        vcpu: &mut Self::Vcpu,
+        id: u64,
+        value: impl FnOnce() -> Result<u64, Errno>,
+    ) -> Result<(), Errno>;
+
+    /// Whether `KVM_RUN` may proceed (`ENOEXEC` for a vCPU that needs an
+    /// init ioctl first, as arm64 does without `KVM_ARM_VCPU_INIT`).
+    fn vcpu_run_check(vcpu: &mut Self::Vcpu) -> Result<(), Errno>;
 }

@@ -9,6 +9,10 @@ use super::{
         SysBackend, //
     },
     arch::Arch,
+    vm::{
+        self,
+        Vm, //
+    },
 };
 use crate::arch::Host;
 use kernel::{
@@ -31,18 +35,21 @@ pub(crate) fn to_error(errno: Errno) -> Error {
     Error::from_errno(-errno.0)
 }
 
-/// The system-ioctl backend of this host: the architecture's answers.
+/// Converts a kernel [`Error`] into an [`Errno`] of the pure ABI layer.
+pub(crate) fn to_errno(err: Error) -> Errno {
+    Errno(-err.to_errno())
+}
+
+/// The system-ioctl backend of this host.
 struct HostSys;
 
 impl SysBackend for HostSys {
     fn check_extension(&self, cap: usize) -> isize {
-        Host::check_extension(cap)
+        vm::check_extension(cap, None)
     }
 
-    fn create_vm(&self, _ty: usize) -> Result<isize, Errno> {
-        // No machine type is supported yet; upstream rejects an unsupported
-        // type with EINVAL.
-        Err(Errno::EINVAL)
+    fn create_vm(&self, ty: usize) -> Result<isize, Errno> {
+        Vm::create_fd(ty).map_err(to_errno)
     }
 
     fn page_size(&self) -> usize {
@@ -137,10 +144,24 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_caps_answer_zero() {
-        for cap in [uapi::KVM_CAP_USER_MEMORY, uapi::KVM_CAP_NR_VCPUS, 100_000] {
-            assert_eq!(abi::dev_ioctl(&HostSys, abi::KVM_CHECK_EXTENSION, cap as usize), Ok(0));
+    fn only_implemented_caps_are_claimed() {
+        let ask = |cap: u32| abi::dev_ioctl(&HostSys, abi::KVM_CHECK_EXTENSION, cap as usize);
+        for cap in [uapi::KVM_CAP_USER_MEMORY, uapi::KVM_CAP_USER_MEMORY2, uapi::KVM_CAP_BINARY_STATS_FD,
+                    uapi::KVM_CAP_IMMEDIATE_EXIT, uapi::KVM_CAP_READONLY_MEM] {
+            assert_eq!(ask(cap), Ok(1));
         }
+        assert_eq!(ask(uapi::KVM_CAP_NR_MEMSLOTS), Ok(32767));
+        assert_eq!(ask(uapi::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2), Ok(3));
+        assert!(matches!(ask(uapi::KVM_CAP_MAX_VCPUS), Ok(n) if n >= 512));
+        // Features kvm_rs does not have yet: irqchip, eventfds, MMIO rings,
+        // dirty rings, halt polling, devices, guest_memfd.
+        for cap in [uapi::KVM_CAP_IRQCHIP, uapi::KVM_CAP_IRQFD, uapi::KVM_CAP_IOEVENTFD,
+                    uapi::KVM_CAP_COALESCED_MMIO, uapi::KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
+                    uapi::KVM_CAP_HALT_POLL, uapi::KVM_CAP_DEVICE_CTRL, uapi::KVM_CAP_GUEST_MEMFD,
+                    uapi::KVM_CAP_ONE_REG, uapi::KVM_CAP_SYNC_MMU, 100_000] {
+            assert_eq!(ask(cap), Ok(0));
+        }
+        assert_eq!(abi::dev_ioctl(&HostSys, abi::KVM_CHECK_EXTENSION, usize::MAX), Ok(0));
     }
 
     #[test]

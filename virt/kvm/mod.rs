@@ -5,17 +5,30 @@
 //!
 //! Everything that differs between riscv64 and arm64 is behind the
 //! [`arch::Arch`] trait, implemented by `crate::arch::Host`.
+//!
+//! Two kinds of files live here:
+//!
+//! - pure logic, built from `core` only and also tested on the host with
+//!   `cargo test` (`tools/testing/host`): [`abi`], [`storage`], [`memslot`],
+//!   [`dirty_log`], [`mmu_invalidate`], [`stats`], [`vm_limits`];
+//! - the kernel glue that turns them into file descriptors: [`dev`]
+//!   (`/dev/kvm`), [`vm`] (VM fd), [`vcpu`] (vCPU fd), [`stats_fd`] (binary
+//!   statistics fds), [`kalloc`] (the kernel's [`storage::Alloc`]) and
+//!   [`uapi`] (the ioctl argument structures).
 
 pub(crate) mod abi;
 pub(crate) mod arch;
 mod dev;
-// Pure logic (also built and tested on the host, tools/testing/host); the
-// kernel-side glue that uses it comes with the VM and vCPU file descriptors.
-mod dirty_log;
-mod memslot;
-mod mmu_invalidate;
-mod stats;
+pub(crate) mod dirty_log;
+mod kalloc;
+pub(crate) mod memslot;
+pub(crate) mod mmu_invalidate;
+pub(crate) mod stats;
+mod stats_fd;
 pub(crate) mod storage;
-mod vm_limits;
+pub(crate) mod uapi;
+mod vcpu;
+mod vm;
+pub(crate) mod vm_limits;
 
 pub(crate) use dev::KvmModule;

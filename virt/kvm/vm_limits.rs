@@ -395,6 +395,36 @@ pub(crate) fn check_extension(cfg: &GenericCaps, cap: i64, arch: impl FnOnce(i64
     check_extension_generic(cfg, cap).unwrap_or_else(|| arch(cap))
 }
 
+/// The generic capabilities whose features kvm_rs implements today: the
+/// memslot ioctls, VM-fd `KVM_CHECK_EXTENSION`/`KVM_ENABLE_CAP`, binary
+/// stats fds and manual dirty-log protection. Every other capability of the
+/// generic table ([`GenericCaps::MINIMAL`] still answers some upstream
+/// answers unconditionally, e.g. `HALT_POLL`, `IOEVENTFD_ANY_LENGTH`,
+/// `DEVICE_CTRL`) is answered 0 until its feature exists.
+pub(crate) const KVM_RS_GENERIC_CAPS: [i64; 9] = [
+    cap::USER_MEMORY,
+    cap::USER_MEMORY2,
+    cap::DESTROY_MEMORY_REGION_WORKS,
+    cap::JOIN_MEMORY_REGIONS_WORKS,
+    cap::NR_MEMSLOTS,
+    cap::CHECK_EXTENSION_VM,
+    cap::ENABLE_CAP_VM,
+    cap::BINARY_STATS_FD,
+    cap::MANUAL_DIRTY_LOG_PROTECT2,
+];
+
+/// kvm_rs's `KVM_CHECK_EXTENSION`: upstream's generic answer (with
+/// [`GenericCaps::MINIMAL`]) for the capabilities of
+/// [`KVM_RS_GENERIC_CAPS`], 0 for the rest of the generic table, and the
+/// architecture's (already filtered) answer for everything else.
+pub(crate) fn kvm_rs_check_extension(cap: i64, arch: impl FnOnce(i64) -> i64) -> i64 {
+    match check_extension_generic(&GenericCaps::MINIMAL, cap) {
+        Some(answer) if KVM_RS_GENERIC_CAPS.contains(&cap) => answer,
+        Some(_) => 0,
+        None => arch(cap),
+    }
+}
+
 /// The host facts riscv's `kvm_vm_ioctl_check_extension()` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RiscvHostCaps {
@@ -512,6 +542,27 @@ pub(crate) fn arm64_check_extension(h: &Arm64HostCaps, c: i64) -> i64 {
 #[cfg(test)]
 mod host_tests {
     use super::*;
+
+    #[test]
+    fn kvm_rs_claims_only_what_exists() {
+        let arch = |c: i64| if c == cap::MAX_VCPUS { 1024 } else { 0 };
+        assert_eq!(kvm_rs_check_extension(cap::USER_MEMORY, arch), 1);
+        assert_eq!(kvm_rs_check_extension(cap::NR_MEMSLOTS, arch), 32767);
+        assert_eq!(kvm_rs_check_extension(cap::MANUAL_DIRTY_LOG_PROTECT2, arch), 3);
+        assert_eq!(kvm_rs_check_extension(cap::BINARY_STATS_FD, arch), 1);
+        // Upstream answers these unconditionally; kvm_rs has no feature yet.
+        for c in [cap::HALT_POLL, cap::IOEVENTFD_ANY_LENGTH, cap::DEVICE_CTRL, cap::SYNC_MMU,
+                  cap::SYSTEM_EVENT_DATA, cap::INTERNAL_ERROR_DATA, cap::COALESCED_MMIO,
+                  cap::IRQFD, cap::DIRTY_LOG_RING_ACQ_REL, cap::GUEST_MEMFD] {
+            assert_eq!(kvm_rs_check_extension(c, arch), 0, "cap {c}");
+        }
+        // The rest goes to the arch.
+        assert_eq!(kvm_rs_check_extension(cap::MAX_VCPUS, arch), 1024);
+        assert_eq!(kvm_rs_check_extension(-1, arch), 0);
+        for c in KVM_RS_GENERIC_CAPS {
+            assert_ne!(kvm_rs_check_extension(c, |_| 0), 0, "cap {c}");
+        }
+    }
 
     #[test]
     fn create_vcpu_ioctl_number() {

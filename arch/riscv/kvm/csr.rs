@@ -41,3 +41,44 @@ pub(crate) fn hstatus() -> u64 {
 pub(crate) fn hstatus_vsxl(hstatus: u64) -> u64 {
     (hstatus >> HSTATUS_VSXL_SHIFT) & 0x3
 }
+
+/// CSR number of `hgatp`.
+const CSR_HGATP: u32 = 0x680;
+/// Position of `hgatp.MODE` (4 bits).
+const HGATP_MODE_SHIFT: u32 = 60;
+/// `hgatp.MODE` of Sv39x4, Sv48x4 and Sv57x4, with their page-table levels.
+const HGATP_MODES: [(u64, u32); 3] = [(10, 5), (9, 4), (8, 3)];
+
+/// `kvm_riscv_gstage_mode_detect()`: the page-table levels of the deepest
+/// G-stage mode this hart implements (5 = Sv57x4, 4 = Sv48x4, 3 = Sv39x4),
+/// or `None` if it implements none. `hgatp` is left 0 and the G-stage TLB
+/// flushed, as upstream does.
+///
+/// Only call this when [`has_h_extension`] is true, with interrupts off (so
+/// that the write and the read happen on the same hart).
+pub(crate) fn detect_gstage_levels() -> Option<u32> {
+    let mut found = None;
+    for (mode, levels) in HGATP_MODES {
+        let value: u64;
+        // SAFETY: With the H extension, hgatp only affects guest (VS/VU)
+        // translations, and no guest runs on this hart: writing a mode with
+        // a zero root is harmless. WARL: an unsupported mode reads back as
+        // something else. Interrupts are off, so we stay on this hart.
+        unsafe {
+            core::arch::asm!("csrw {csr}, {v}", "csrr {out}, {csr}",
+                             csr = const CSR_HGATP, v = in(reg) mode << HGATP_MODE_SHIFT,
+                             out = out(reg) value, options(nostack));
+        }
+        if value >> HGATP_MODE_SHIFT == mode {
+            found = Some(levels);
+            break;
+        }
+    }
+    // SAFETY: As above; then flush every G-stage TLB entry of this hart
+    // (`hfence.gvma zero, zero`, encoded as upstream's HFENCE_GVMA()).
+    unsafe {
+        core::arch::asm!("csrw {csr}, zero", ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                         csr = const CSR_HGATP, options(nostack));
+    }
+    found
+}

@@ -4,14 +4,104 @@
 
 mod csr;
 
-use crate::kvm::arch::Arch;
-use kernel::prelude::*;
+use crate::kvm::{
+    abi::Errno,
+    arch::{
+        Arch,
+        VmCapChange,
+        VmFacts, //
+    },
+    memslot::MemslotLimits,
+    stats::{
+        StatsSchema,
+        RISCV_VCPU_SCHEMA, //
+    },
+    vm_limits::{
+        self,
+        cap,
+        RiscvHostCaps,
+        VcpuLimits, //
+    },
+};
+use core::sync::atomic::{
+    AtomicU32,
+    Ordering, //
+};
+use kernel::{bindings, prelude::*, uapi};
 
 /// The riscv64 host.
 pub(crate) struct Host;
 
+/// G-stage page-table levels of the deepest mode (`kvm_riscv_gstage_max_pgd_levels`),
+/// set once by [`Host::probe`] before `/dev/kvm` exists.
+static MAX_PGD_LEVELS: AtomicU32 = AtomicU32::new(0);
+
+/// `SATP_MODE_SHIFT`.
+const SATP_MODE_SHIFT: u32 = uapi::SATP_MODE_SHIFT;
+
+/// The host kernel's `satp` mode (`satp_mode`), as the MODE field value
+/// (8 = Sv39, 9 = Sv48, 10 = Sv57).
+fn host_satp_mode() -> u64 {
+    // SAFETY: `satp_mode` is written once during early boot
+    // (`__ro_after_init`) and only read afterwards.
+    let mode = unsafe { core::ptr::addr_of!(bindings::satp_mode).read() };
+    mode >> SATP_MODE_SHIFT
+}
+
+/// `num_online_cpus()`.
+fn online_cpus() -> u32 {
+    // SAFETY: `__num_online_cpus` is a valid static `atomic_t`; a volatile
+    // read of its counter is `atomic_read()`.
+    let n = unsafe { core::ptr::addr_of!(bindings::__num_online_cpus.counter).read_volatile() };
+    u32::try_from(n).unwrap_or(1)
+}
+
+/// `KVM_REG_RISCV_CONFIG_REG(satp_mode)`: its index in `struct kvm_riscv_config`.
+const CONFIG_SATP_MODE: u64 = (core::mem::offset_of!(uapi::kvm_riscv_config, satp_mode)
+    / core::mem::size_of::<u64>()) as u64;
+
+/// Checks a `KVM_REG_RISCV_CONFIG` register id for `satp_mode` the way
+/// `kvm_riscv_vcpu_{get,set}_reg_config()` do: `ENOENT` for another type or
+/// register, `EINVAL` for a size other than `unsigned long`.
+fn check_satp_mode_reg(id: u64) -> Result<(), Errno> {
+    let ty = id & u64::from(uapi::KVM_REG_RISCV_TYPE_MASK);
+    if ty != u64::from(uapi::KVM_REG_RISCV_CONFIG) {
+        // Core, CSR, timer, FP, vector, ISA/SBI extension registers: none yet.
+        return Err(Errno::ENOENT);
+    }
+    if crate::kvm::uapi::reg_size(id) != core::mem::size_of::<u64>() {
+        return Err(Errno::EINVAL);
+    }
+    let num = id & !((uapi::KVM_REG_ARCH_MASK as u64) | uapi::KVM_REG_SIZE_MASK
+        | u64::from(uapi::KVM_REG_RISCV_CONFIG));
+    if num != CONFIG_SATP_MODE {
+        // isa, zicbo*_block_size, m*id: not yet.
+        return Err(Errno::ENOENT);
+    }
+    Ok(())
+}
+
+impl Host {
+    fn max_pgd_levels() -> u32 {
+        MAX_PGD_LEVELS.load(Ordering::Relaxed)
+    }
+
+    fn host_caps(vm: Option<&VmFacts>) -> RiscvHostCaps {
+        RiscvHostCaps {
+            aia_available: false,
+            online_cpus: online_cpus(),
+            gpa_bits: match vm {
+                Some(vm) => vm.gpa_bits,
+                None => vm_limits::riscv_gpa_bits(Self::max_pgd_levels()),
+            },
+        }
+    }
+}
+
 impl Arch for Host {
     const NAME: &'static str = "riscv64";
+    const VCPU_STATS: &'static StatsSchema = &RISCV_VCPU_SCHEMA;
+    type Vcpu = ();
 
     fn probe() -> Result {
         if !csr::has_h_extension() {
@@ -19,16 +109,101 @@ impl Arch for Host {
             return Err(ENODEV);
         }
         let hstatus = csr::hstatus();
+        let levels = {
+            let _irqs_off = kernel::interrupt::local_interrupt_disable();
+            csr::detect_gstage_levels()
+        };
+        let Some(levels) = levels else {
+            pr_err!("no G-stage translation mode (Sv39x4/Sv48x4/Sv57x4): cannot host guests\n");
+            return Err(ENODEV);
+        };
+        MAX_PGD_LEVELS.store(levels, Ordering::Relaxed);
         pr_info!(
-            "riscv64 host in HS-mode (hstatus {:#x}, VSXL {})\n",
+            "riscv64 host in HS-mode (hstatus {:#x}, VSXL {}), G-stage {} levels ({} GPA bits)\n",
             hstatus,
-            csr::hstatus_vsxl(hstatus)
+            csr::hstatus_vsxl(hstatus),
+            levels,
+            vm_limits::riscv_gpa_bits(levels)
         );
         Ok(())
     }
 
-    fn check_extension(_cap: usize) -> isize {
-        0
+    fn vm_gpa_bits(ty: usize) -> Result<u32, Errno> {
+        Ok(vm_limits::riscv_vm_gpa_bits(ty as u64, Self::max_pgd_levels()))
+    }
+
+    fn memslot_limits(gpa_bits: u32) -> MemslotLimits {
+        // TASK_SIZE_64 = PGDIR_SIZE * PTRS_PER_PGD / 2 of the host's mode.
+        let task_bits = match host_satp_mode() {
+            10 => 56,
+            9 => 47,
+            _ => 38,
+        };
+        MemslotLimits {
+            page_shift: kernel::page::PAGE_SHIFT as u32,
+            readonly_mem: true,
+            guest_memfd: false,
+            task_size: 1 << task_bits,
+            // Userspace pointer masking is per process and off by default;
+            // kvm_rs's users do not enable it.
+            tag_bits: 0,
+            gpa_bits,
+        }
+    }
+
+    fn vcpu_limits() -> VcpuLimits {
+        VcpuLimits::riscv()
+    }
+
+    fn vcpu_precreate(id: u32, _limits: &VcpuLimits) -> Result<(), Errno> {
+        vm_limits::riscv_vcpu_precreate(id)
+    }
+
+    fn check_extension(c: i64, vm: Option<&VmFacts>) -> i64 {
+        match c {
+            cap::NR_VCPUS | cap::MAX_VCPUS | cap::VM_GPA_BITS | cap::READONLY_MEM
+            | cap::IMMEDIATE_EXIT => vm_limits::riscv_check_extension(&Self::host_caps(vm), c),
+            // ONE_REG (only satp_mode exists), irqchip, ioeventfd, MP_STATE,
+            // guest debug: not yet. MAX_VCPU_ID is 0 upstream too.
+            _ => 0,
+        }
+    }
+
+    fn vm_enable_cap(c: u32, flags: u32, args: &[u64; 4], busy: bool) -> Result<VmCapChange, Errno> {
+        if i64::from(c) != cap::VM_GPA_BITS {
+            return Err(Errno::EINVAL);
+        }
+        let levels = vm_limits::riscv_enable_gpa_bits(flags, args[0], Self::max_pgd_levels(), busy)?;
+        Ok(VmCapChange::GpaBits(vm_limits::riscv_gpa_bits(levels)))
+    }
+
+    fn vm_ioctl(_cmd: u32, _arg: usize) -> Result<isize, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    fn vcpu_create(_id: u32) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    fn vcpu_ioctl(_vcpu: &mut (), _cmd: u32, _arg: usize) -> Result<isize, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    fn get_one_reg(_vcpu: &mut (), id: u64) -> Result<u64, Errno> {
+        check_satp_mode_reg(id)?;
+        Ok(host_satp_mode())
+    }
+
+    fn set_one_reg(_vcpu: &mut (), id: u64, value: impl FnOnce() -> Result<u64, Errno>) -> Result<(), Errno> {
+        check_satp_mode_reg(id)?;
+        if value()? != host_satp_mode() {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    }
+
+    fn vcpu_run_check(_vcpu: &mut ()) -> Result<(), Errno> {
+        Ok(())
     }
 }
 
@@ -46,6 +221,28 @@ mod tests {
         // hstatus.VSXL = 2 means VS-mode XLEN is 64 (the only value an RV64
         // host that supports KVM guests may report here).
         assert_eq!(csr::hstatus_vsxl(csr::hstatus()), 2);
+    }
+
+    #[test]
+    fn gstage_mode_was_detected() {
+        let levels = Host::max_pgd_levels();
+        assert!((3..=5).contains(&levels));
+        assert_eq!(Host::vm_gpa_bits(0), Ok(vm_limits::riscv_gpa_bits(levels)));
+    }
+
+    #[test]
+    fn satp_mode_is_the_only_one_reg() {
+        let size64 = uapi::KVM_REG_SIZE_U64;
+        let satp = (uapi::KVM_REG_RISCV as u64) | size64 | u64::from(uapi::KVM_REG_RISCV_CONFIG) | CONFIG_SATP_MODE;
+        assert_eq!(CONFIG_SATP_MODE, 6);
+        assert_eq!(Host::get_one_reg(&mut (), satp), Ok(host_satp_mode()));
+        assert_eq!(Host::set_one_reg(&mut (), satp, || Ok(host_satp_mode())), Ok(()));
+        assert_eq!(Host::set_one_reg(&mut (), satp, || Ok(0)), Err(Errno::EINVAL));
+        let satp32 = satp & !uapi::KVM_REG_SIZE_MASK | uapi::KVM_REG_SIZE_U32;
+        assert_eq!(Host::get_one_reg(&mut (), satp32), Err(Errno::EINVAL));
+        // isa (config 0) and a core register: not yet.
+        assert_eq!(Host::get_one_reg(&mut (), satp & !0xff), Err(Errno::ENOENT));
+        assert_eq!(Host::get_one_reg(&mut (), (uapi::KVM_REG_RISCV as u64) | size64 | (2 << 24)), Err(Errno::ENOENT));
     }
 
     #[test]

@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The ioctl argument structures of the VM and vCPU fds, as read from and
+//! written to userspace.
+//!
+//! Each is a `#[repr(C)]` copy of its `include/uapi/linux/kvm.h` structure
+//! with user pointers as plain `u64` (so every bit pattern is valid and the
+//! type is [`FromBytes`]). Build-time assertions check size and field
+//! offsets against the bindgen-generated `kernel::uapi` types, so a layout
+//! drift fails the build.
+
+use core::mem::{
+    offset_of,
+    size_of, //
+};
+use kernel::{
+    prelude::kunit_tests,
+    transmute::{
+        AsBytes,
+        FromBytes, //
+    },
+    uapi,
+};
+
+/// Declares a plain-data uapi mirror and checks it against `kernel::uapi`.
+macro_rules! uapi_mirror {
+    (
+        $(#[$meta:meta])*
+        $name:ident = $uapi:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty = $ufield:ident),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        pub(crate) struct $name {
+            $($(#[$fmeta])* pub(crate) $field: $ty,)*
+        }
+
+        kernel::static_assert!(size_of::<$name>() == size_of::<uapi::$uapi>());
+        $(kernel::static_assert!(offset_of!($name, $field) == offset_of!(uapi::$uapi, $ufield));)*
+
+        // SAFETY: `repr(C)` struct of integers (and integer arrays) without
+        // padding (its size equals the C struct's, whose fields it mirrors
+        // one for one): every bit pattern is valid, no interior mutability.
+        unsafe impl FromBytes for $name {}
+        // SAFETY: As above: no padding bytes, so every byte is initialized.
+        unsafe impl AsBytes for $name {}
+    };
+}
+
+uapi_mirror! {
+    /// `struct kvm_userspace_memory_region` (`KVM_SET_USER_MEMORY_REGION`).
+    UserMemoryRegion = kvm_userspace_memory_region {
+        /// `as_id << 16 | id`.
+        slot: u32 = slot,
+        /// `KVM_MEM_*`.
+        flags: u32 = flags,
+        /// Guest physical start.
+        guest_phys_addr: u64 = guest_phys_addr,
+        /// Size in bytes.
+        memory_size: u64 = memory_size,
+        /// Start of the userspace mapping.
+        userspace_addr: u64 = userspace_addr,
+    }
+}
+
+uapi_mirror! {
+    /// `struct kvm_userspace_memory_region2` (`KVM_SET_USER_MEMORY_REGION2`).
+    UserMemoryRegion2 = kvm_userspace_memory_region2 {
+        /// `as_id << 16 | id`.
+        slot: u32 = slot,
+        /// `KVM_MEM_*`.
+        flags: u32 = flags,
+        /// Guest physical start.
+        guest_phys_addr: u64 = guest_phys_addr,
+        /// Size in bytes.
+        memory_size: u64 = memory_size,
+        /// Start of the userspace mapping.
+        userspace_addr: u64 = userspace_addr,
+        /// Offset into the guest_memfd.
+        guest_memfd_offset: u64 = guest_memfd_offset,
+        /// The guest_memfd.
+        guest_memfd: u32 = guest_memfd,
+        /// Padding.
+        pad1: u32 = pad1,
+        /// Padding.
+        pad2: [u64; 14] = pad2,
+    }
+}
+
+uapi_mirror! {
+    /// `struct kvm_enable_cap` (`KVM_ENABLE_CAP`).
+    EnableCap = kvm_enable_cap {
+        /// The capability.
+        cap: u32 = cap,
+        /// Must be 0 for every capability kvm_rs knows.
+        flags: u32 = flags,
+        /// Arguments.
+        args: [u64; 4] = args,
+        /// Padding.
+        pad: [u64; 8] = pad,
+    }
+}
+
+uapi_mirror! {
+    /// `struct kvm_dirty_log` (`KVM_GET_DIRTY_LOG`).
+    DirtyLog = kvm_dirty_log {
+        /// `as_id << 16 | id`.
+        slot: u32 = slot,
+        /// Padding.
+        padding1: u32 = padding1,
+        /// The user bitmap (`dirty_bitmap`).
+        dirty_bitmap: u64 = __bindgen_anon_1,
+    }
+}
+
+uapi_mirror! {
+    /// `struct kvm_clear_dirty_log` (`KVM_CLEAR_DIRTY_LOG`).
+    ClearDirtyLog = kvm_clear_dirty_log {
+        /// `as_id << 16 | id`.
+        slot: u32 = slot,
+        /// Pages to clear.
+        num_pages: u32 = num_pages,
+        /// First page, relative to the slot.
+        first_page: u64 = first_page,
+        /// The user bitmap (`dirty_bitmap`).
+        dirty_bitmap: u64 = __bindgen_anon_1,
+    }
+}
+
+uapi_mirror! {
+    /// `struct kvm_one_reg` (`KVM_GET_ONE_REG`, `KVM_SET_ONE_REG`).
+    OneReg = kvm_one_reg {
+        /// Register id (arch, size and number).
+        id: u64 = id,
+        /// User address of the value.
+        addr: u64 = addr,
+    }
+}
+
+/// Size in bytes of the register `id` names (`KVM_REG_SIZE()`): 1 to 2048.
+pub(crate) fn reg_size(id: u64) -> usize {
+    let shift = (id & uapi::KVM_REG_SIZE_MASK) >> uapi::KVM_REG_SIZE_SHIFT;
+    // The size field is 4 bits wide, so the shift is at most 15.
+    1usize << (shift & 0xf)
+}
+
+/// `KVM_ENABLE_CAP`: `_IOW(KVMIO, 0xa3, struct kvm_enable_cap)`.
+pub(crate) const KVM_ENABLE_CAP: u32 =
+    super::abi::ioc(1, super::abi::KVMIO, 0xa3, size_of::<EnableCap>() as u32);
+/// `KVM_GET_ONE_REG`: `_IOW(KVMIO, 0xab, struct kvm_one_reg)`.
+pub(crate) const KVM_GET_ONE_REG: u32 =
+    super::abi::ioc(1, super::abi::KVMIO, 0xab, size_of::<OneReg>() as u32);
+/// `KVM_SET_ONE_REG`: `_IOW(KVMIO, 0xac, struct kvm_one_reg)`.
+pub(crate) const KVM_SET_ONE_REG: u32 =
+    super::abi::ioc(1, super::abi::KVMIO, 0xac, size_of::<OneReg>() as u32);
+
+#[kunit_tests(kvm_rs_uapi)]
+mod tests {
+    use super::*;
+    use crate::kvm::{
+        dirty_log,
+        memslot,
+        stats,
+        vm_limits, //
+    };
+    use kernel::ioctl::{
+        _IO,
+        _IOW,
+        _IOWR, //
+    };
+
+    #[test]
+    fn vm_and_vcpu_ioctl_numbers_match_uapi() {
+        let k = uapi::KVMIO;
+        assert_eq!(memslot::KVM_SET_USER_MEMORY_REGION, _IOW::<uapi::kvm_userspace_memory_region>(k, 0x46));
+        assert_eq!(memslot::KVM_SET_USER_MEMORY_REGION2, _IOW::<uapi::kvm_userspace_memory_region2>(k, 0x49));
+        assert_eq!(dirty_log::KVM_GET_DIRTY_LOG, _IOW::<uapi::kvm_dirty_log>(k, 0x42));
+        assert_eq!(dirty_log::KVM_CLEAR_DIRTY_LOG, _IOWR::<uapi::kvm_clear_dirty_log>(k, 0xc0));
+        assert_eq!(KVM_ENABLE_CAP, _IOW::<uapi::kvm_enable_cap>(k, 0xa3));
+        assert_eq!(KVM_GET_ONE_REG, _IOW::<uapi::kvm_one_reg>(k, 0xab));
+        assert_eq!(KVM_SET_ONE_REG, _IOW::<uapi::kvm_one_reg>(k, 0xac));
+        assert_eq!(vm_limits::KVM_CREATE_VCPU, _IO(k, 0x41));
+        assert_eq!(stats::KVM_GET_STATS_FD, _IO(k, 0xce));
+    }
+
+    #[test]
+    fn reg_size_decodes_the_size_field() {
+        assert_eq!(reg_size(uapi::KVM_REG_SIZE_U64), 8);
+        assert_eq!(reg_size(uapi::KVM_REG_SIZE_U32), 4);
+        assert_eq!(reg_size(u64::from(uapi::KVM_REG_SIZE_U8)), 1);
+        assert_eq!(reg_size(uapi::KVM_REG_SIZE_U2048), 256);
+        assert_eq!(reg_size(u64::MAX), 1 << 15);
+    }
+
+    #[test]
+    fn capability_numbers_match_uapi() {
+        use vm_limits::cap;
+        assert_eq!(cap::USER_MEMORY, i64::from(uapi::KVM_CAP_USER_MEMORY));
+        assert_eq!(cap::NR_MEMSLOTS, i64::from(uapi::KVM_CAP_NR_MEMSLOTS));
+        assert_eq!(cap::IMMEDIATE_EXIT, i64::from(uapi::KVM_CAP_IMMEDIATE_EXIT));
+        assert_eq!(cap::BINARY_STATS_FD, i64::from(uapi::KVM_CAP_BINARY_STATS_FD));
+        assert_eq!(cap::MANUAL_DIRTY_LOG_PROTECT2, i64::from(uapi::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2));
+        assert_eq!(cap::USER_MEMORY2, i64::from(uapi::KVM_CAP_USER_MEMORY2));
+        assert_eq!(cap::MAX_VCPU_ID, i64::from(uapi::KVM_CAP_MAX_VCPU_ID));
+        assert_eq!(cap::VM_GPA_BITS, i64::from(uapi::KVM_CAP_VM_GPA_BITS));
+        assert_eq!(cap::ARM_VM_IPA_SIZE, i64::from(uapi::KVM_CAP_ARM_VM_IPA_SIZE));
+    }
+}

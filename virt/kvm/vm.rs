@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The VM file descriptor (`anon_inode:kvm-vm`) that `KVM_CREATE_VM` returns.
+//!
+//! Semantics follow `kvm_dev_ioctl_create_vm()` and `kvm_vm_ioctl()` of
+//! upstream `virt/kvm/kvm_main.c`; the validation itself lives in the pure
+//! files ([`memslot`](super::memslot), [`dirty_log`](super::dirty_log),
+//! [`vm_limits`](super::vm_limits)), this file only moves arguments between
+//! userspace and them.
+//!
+//! # Lifetime
+//!
+//! A [`Vm`] is reference counted: the VM fd, every vCPU fd and every stats
+//! fd hold an `Arc<Vm>`, as upstream's files hold a `kvm_get_kvm()`
+//! reference. The VM owns its vCPUs (`Arc<Vcpu>`), which hold nothing back,
+//! so there is no cycle: closing every fd frees the VM, its vCPUs, memslots
+//! and pages. Each file also pins the module (`file_operations.owner`).
+//!
+//! # Locking
+//!
+//! - `state` is upstream's `kvm->lock`: vCPU creation and VM-wide
+//!   capabilities.
+//! - `slots` is `kvm->slots_lock`: the memslots and their dirty bitmaps.
+//!
+//! Lock order: `state`, then `slots` (as `kvm->lock` before `slots_lock`).
+
+use super::{
+    abi::{
+        Errno,
+        KVM_CHECK_EXTENSION, //
+    },
+    arch::{
+        Arch,
+        VmCapChange,
+        VmFacts, //
+    },
+    dirty_log::{
+        self,
+        KVM_DIRTY_LOG_MANUAL_CAPS, //
+    },
+    kalloc::KernelAlloc,
+    memslot::{
+        self,
+        Change,
+        Memslot,
+        MemslotHooks,
+        Memslots,
+        RegionIoctl, //
+    },
+    stats::{
+        StatsId,
+        VM_STATS, //
+    },
+    stats_fd::{
+        self,
+        StatsOwner, //
+    },
+    uapi,
+    vcpu::{
+        self,
+        Vcpu, //
+    },
+    vm_limits::{
+        self,
+        cap,
+        VcpuLimits, //
+    },
+};
+use crate::arch::Host;
+use kernel::{
+    alloc::KVVec,
+    bindings,
+    fs::{
+        anon_inode::{
+            self,
+            AnonInodeFile, //
+        },
+        file::flags::{
+            O_CLOEXEC,
+            O_RDWR, //
+        },
+        File,
+    },
+    mm::{
+        virt::{
+            flags as vm_flags,
+            VmaRef, //
+        },
+        Mm,
+        MmWithUser, //
+    },
+    new_mutex,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        Arc,
+        ArcBorrow,
+        Mutex, //
+    },
+    transmute::{
+        AsBytes,
+        FromBytes, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+impl From<Errno> for Error {
+    fn from(errno: Errno) -> Error {
+        super::dev::to_error(errno)
+    }
+}
+
+/// Reads a `T` from the user address `arg` (`copy_from_user()`; `EFAULT`).
+pub(crate) fn read_user<T: FromBytes>(arg: usize) -> Result<T> {
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
+}
+
+/// What `kvm->lock` protects.
+pub(crate) struct VmState {
+    /// `created_vcpus`, `max_vcpus`, `KVM_MAX_VCPU_IDS`.
+    limits: VcpuLimits,
+    /// The vCPUs, in creation order (upstream's `vcpu_array`).
+    vcpus: KVVec<Arc<Vcpu>>,
+}
+
+/// A virtual machine.
+///
+/// Invariant: `mm` is the address space of the process that created the VM
+/// (upstream's `kvm->mm`, held with `mmgrab()`); every ioctl from another
+/// address space fails with `EIO`.
+#[pin_data]
+pub(crate) struct Vm {
+    /// `kvm->lock`.
+    #[pin]
+    state: Mutex<VmState>,
+    /// `kvm->slots_lock` and address space 0.
+    #[pin]
+    slots: Mutex<Memslots<KernelAlloc>>,
+    /// The creator's address space (`mmgrab`).
+    mm: ARef<Mm>,
+    /// The creator's pid (`task_pid_nr(current)`), for the stats ids.
+    pid: i32,
+    /// `kvm->stats_id`: `kvm-<pid>`.
+    stats_id: StatsId,
+    /// The VM statistics, in [`VM_STATS`] order (nothing counts yet).
+    stats: KVVec<u64>,
+}
+
+impl Vm {
+    /// `KVM_CREATE_VM`: creates a VM of machine type `ty` and returns its
+    /// file descriptor.
+    pub(crate) fn create_fd(ty: usize) -> Result<isize> {
+        let gpa_bits = Host::vm_gpa_bits(ty)?;
+        let current = kernel::current!();
+        // A task without an mm (a kernel thread) cannot own a VM.
+        let mm: ARef<Mm> = ARef::from(&**current.mm().ok_or(EINVAL)?);
+        let pid = current.pid();
+        let stats_id = StatsId::vm(pid);
+        let mut stats = KVVec::new();
+        stats.extend_with(VM_STATS.num_values(), 0u64, GFP_KERNEL_ACCOUNT)?;
+        let vm = Arc::pin_init(
+            try_pin_init!(Vm {
+                state <- new_mutex!(VmState {
+                    limits: Host::vcpu_limits(),
+                    vcpus: KVVec::new(),
+                }),
+                slots <- new_mutex!(Memslots::new(Host::memslot_limits(gpa_bits))),
+                mm,
+                pid,
+                stats_id,
+                stats,
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        let fd = anon_inode::create_fd::<VmFile>(c"kvm-vm", vm, O_RDWR | O_CLOEXEC)?;
+        isize::try_from(fd).map_err(|_| EMFILE)
+    }
+
+    /// Whether the caller runs in the VM's address space (else `EIO`, as
+    /// upstream's `kvm->mm != current->mm` check).
+    pub(crate) fn check_mm(&self) -> Result {
+        match kernel::current!().mm() {
+            Some(mm) if core::ptr::eq(mm.as_raw(), self.mm.as_raw()) => Ok(()),
+            _ => Err(EIO),
+        }
+    }
+
+    /// The creator's pid.
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The statistics of the VM: id and values in [`VM_STATS`] order.
+    pub(crate) fn stats(&self) -> (&StatsId, &[u64]) {
+        (&self.stats_id, &self.stats)
+    }
+
+    /// What `KVM_CHECK_EXTENSION` on the VM fd knows about the VM.
+    fn facts(&self) -> VmFacts {
+        let max_vcpus = self.state.lock().limits.max_vcpus;
+        let gpa_bits = self.slots.lock().limits().gpa_bits;
+        VmFacts { gpa_bits, max_vcpus }
+    }
+
+    /// `KVM_CREATE_VCPU` (`kvm_vm_ioctl_create_vcpu()`).
+    fn create_vcpu(this: ArcBorrow<'_, Vm>, arg: usize) -> Result<isize> {
+        let mut st = this.state.lock();
+        let in_use = {
+            let vcpus = &st.vcpus;
+            move |id: u64| vcpus.iter().any(|v| u64::from(v.id()) == id)
+        };
+        let id_in_use = in_use(arg as u64);
+        let limits = st.limits;
+        let id = st
+            .limits
+            .reserve(arg as u64, id_in_use, |id| Host::vcpu_precreate(id, &limits))?;
+        match vcpu::create_fd(this.into(), &mut st.vcpus, id) {
+            Ok(fd) => Ok(fd),
+            Err(e) => {
+                st.limits.unreserve();
+                Err(e)
+            }
+        }
+    }
+
+    /// `KVM_SET_USER_MEMORY_REGION` and `KVM_SET_USER_MEMORY_REGION2`.
+    fn set_memory_region(&self, ioctl: RegionIoctl, arg: usize) -> Result<isize> {
+        let mem = match ioctl {
+            RegionIoctl::V1 => {
+                let m: uapi::UserMemoryRegion = read_user(arg)?;
+                memslot::UserMemoryRegion {
+                    slot: m.slot,
+                    flags: m.flags,
+                    guest_phys_addr: m.guest_phys_addr,
+                    memory_size: m.memory_size,
+                    userspace_addr: m.userspace_addr,
+                    ..Default::default()
+                }
+            }
+            RegionIoctl::V2 => {
+                let m: uapi::UserMemoryRegion2 = read_user(arg)?;
+                memslot::UserMemoryRegion {
+                    slot: m.slot,
+                    flags: m.flags,
+                    guest_phys_addr: m.guest_phys_addr,
+                    memory_size: m.memory_size,
+                    userspace_addr: m.userspace_addr,
+                    guest_memfd_offset: m.guest_memfd_offset,
+                    guest_memfd: m.guest_memfd,
+                }
+            }
+        };
+        self.slots.lock().set_memory_region(ioctl, &mem, &mut SlotHooks)?;
+        Ok(0)
+    }
+
+    /// `KVM_ENABLE_CAP` on the VM fd (`kvm_vm_ioctl_enable_cap_generic()`,
+    /// then the arch's).
+    fn enable_cap(&self, arg: usize) -> Result<isize> {
+        let ec: uapi::EnableCap = read_user(arg)?;
+        if i64::from(ec.cap) == cap::MANUAL_DIRTY_LOG_PROTECT2 {
+            self.slots
+                .lock()
+                .enable_manual_dirty_log_protect(ec.flags, ec.args[0], KVM_DIRTY_LOG_MANUAL_CAPS)?;
+            return Ok(0);
+        }
+        let st = self.state.lock();
+        let mut slots = self.slots.lock();
+        let busy = st.limits.created != 0 || !slots.is_empty();
+        match Host::vm_enable_cap(ec.cap, ec.flags, &ec.args, busy)? {
+            VmCapChange::GpaBits(bits) => slots.set_gpa_bits(bits)?,
+        }
+        Ok(0)
+    }
+
+    /// `KVM_GET_DIRTY_LOG` (`kvm_vm_ioctl_get_dirty_log()`).
+    fn get_dirty_log(&self, arg: usize) -> Result<isize> {
+        let log: uapi::DirtyLog = read_user(arg)?;
+        let mut words = KVVec::<u64>::new();
+        let slots = self.slots.lock();
+        // No stage-2 mappings exist yet, so there is nothing to
+        // write-protect again and no TLB to flush.
+        slots.get_dirty_log(log.slot, &mut words, &mut |_: &Memslot, _, _| {})?;
+        let bytes = AsBytes::as_bytes(words.as_slice());
+        let user = usize::try_from(log.dirty_bitmap).map_err(|_| EFAULT)?;
+        UserSlice::new(UserPtr::from_addr(user), bytes.len()).writer().write_slice(bytes)?;
+        Ok(0)
+    }
+
+    /// `KVM_CLEAR_DIRTY_LOG` (`kvm_vm_ioctl_clear_dirty_log()`).
+    fn clear_dirty_log(&self, arg: usize) -> Result<isize> {
+        let log: uapi::ClearDirtyLog = read_user(arg)?;
+        let req = dirty_log::ClearDirtyLog {
+            slot: log.slot,
+            num_pages: log.num_pages,
+            first_page: log.first_page,
+        };
+        let mut buf = KVVec::<u64>::new();
+        let buf_ref = &mut buf;
+        let read = move |n: usize| -> Result<&[u64], Errno> {
+            // Moving the reference in makes this an `FnOnce` that can
+            // return a borrow of `buf`.
+            let buf_ref = buf_ref;
+            buf_ref.extend_with(n, 0, GFP_KERNEL_ACCOUNT).map_err(|_| Errno::ENOMEM)?;
+            let user = usize::try_from(log.dirty_bitmap).map_err(|_| Errno::EFAULT)?;
+            let bytes = AsBytes::as_bytes_mut(buf_ref.as_mut_slice());
+            UserSlice::new(UserPtr::from_addr(user), bytes.len())
+                .reader()
+                .read_slice(bytes)
+                .map_err(|_| Errno::EFAULT)?;
+            Ok(buf_ref.as_slice())
+        };
+        self.slots.lock().clear_dirty_log(&req, read, &mut |_: &Memslot, _, _| {})?;
+        Ok(0)
+    }
+
+    /// `kvm_vm_ioctl()`.
+    fn ioctl(this: ArcBorrow<'_, Vm>, cmd: u32, arg: usize) -> Result<isize> {
+        this.check_mm()?;
+        match cmd {
+            vm_limits::KVM_CREATE_VCPU => Vm::create_vcpu(this, arg),
+            memslot::KVM_SET_USER_MEMORY_REGION => this.set_memory_region(RegionIoctl::V1, arg),
+            memslot::KVM_SET_USER_MEMORY_REGION2 => this.set_memory_region(RegionIoctl::V2, arg),
+            KVM_CHECK_EXTENSION => Ok(check_extension(arg, Some(&this.facts()))),
+            uapi::KVM_ENABLE_CAP => this.enable_cap(arg),
+            dirty_log::KVM_GET_DIRTY_LOG => this.get_dirty_log(arg),
+            dirty_log::KVM_CLEAR_DIRTY_LOG => this.clear_dirty_log(arg),
+            super::stats::KVM_GET_STATS_FD => stats_fd::create_fd(StatsOwner::Vm(this.into())),
+            _ => Ok(Host::vm_ioctl(cmd, arg)?),
+        }
+    }
+}
+
+/// kvm_rs's `KVM_CHECK_EXTENSION` answer for `/dev/kvm` (`vm` = `None`) or
+/// a VM fd. The argument is the capability, as upstream's `long arg`.
+pub(crate) fn check_extension(arg: usize, vm: Option<&VmFacts>) -> isize {
+    let answer = vm_limits::kvm_rs_check_extension(arg as i64, |c| Host::check_extension(c, vm));
+    // Every answer kvm_rs gives fits (the largest is a GPA size or a count).
+    isize::try_from(answer).unwrap_or(0)
+}
+
+/// The arch part of a memslot change (`kvm_arch_prepare_memory_region()`).
+/// Runs in the ioctl of the VM's creator (`check_mm`), so the VMAs are
+/// those of the current task's mm, as upstream's `current->mm`.
+struct SlotHooks;
+
+impl MemslotHooks for SlotHooks {
+    fn prepare(&mut self, _old: Option<&Memslot>, new: Option<&Memslot>, change: Change) -> Result<(), Errno> {
+        // Both upstream arches check the VMAs behind a created, moved or
+        // re-flagged slot: a writable slot needs writable VMAs (EPERM).
+        let Some(new) = new else {
+            return Ok(());
+        };
+        if !matches!(change, Change::Create | Change::Move | Change::FlagsOnly) {
+            return Ok(());
+        }
+        let current = kernel::current!();
+        let mm = current.mm().ok_or(Errno::EINVAL)?;
+        check_vmas(mm, new)
+    }
+
+    fn flush_shadow(&mut self, _old: &Memslot) {
+        // No stage-2 mappings exist yet.
+    }
+
+    fn commit(&mut self, _old: Option<&Memslot>, _new: Option<&Memslot>, _change: Change) {}
+}
+
+/// The VMA walk of riscv and arm64 `kvm_arch_prepare_memory_region()`:
+/// every VMA intersecting a writable slot must be writable (`EPERM`), and a
+/// `VM_PFNMAP` VMA cannot back a dirty-logging slot (`EINVAL`).
+fn check_vmas(mm: &MmWithUser, slot: &Memslot) -> Result<(), Errno> {
+    let size = slot.npages.checked_shl(kernel::page::PAGE_SHIFT as u32).ok_or(Errno::EINVAL)?;
+    let start = usize::try_from(slot.userspace_addr).map_err(|_| Errno::EINVAL)?;
+    let size = usize::try_from(size).map_err(|_| Errno::EINVAL)?;
+    let end = start.checked_add(size).ok_or(Errno::EINVAL)?;
+    let writable = !slot.is_readonly();
+    let logging = slot.flags & memslot::KVM_MEM_LOG_DIRTY_PAGES != 0;
+    let _guard = mm.mmap_read_lock();
+    let mut hva = start;
+    while hva < end {
+        // SAFETY: `mm` is valid and its mmap lock is held for reading (by
+        // `_guard`), as `find_vma_intersection()` requires.
+        let vma = unsafe { bindings::find_vma_intersection(mm.as_raw(), hva, end) };
+        if vma.is_null() {
+            break;
+        }
+        // SAFETY: `vma` is a VMA of `mm`, valid while the mmap read lock is
+        // held, which it is until the end of this function.
+        let vma = unsafe { VmaRef::from_raw(vma) };
+        if writable && vma.flags() & vm_flags::WRITE == 0 {
+            return Err(Errno::EPERM);
+        }
+        if logging && vma.flags() & vm_flags::PFNMAP != 0 {
+            return Err(Errno::EINVAL);
+        }
+        hva = vma.end().min(end);
+    }
+    Ok(())
+}
+
+/// The file operations of a VM fd.
+struct VmFile;
+
+#[vtable]
+impl AnonInodeFile for VmFile {
+    type Ptr = Arc<Vm>;
+
+    fn ioctl(vm: ArcBorrow<'_, Vm>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        Vm::ioctl(vm, cmd, arg)
+    }
+}
