@@ -41,6 +41,8 @@ impl Errno {
     /// Bad file descriptor.
     #[allow(dead_code)]
     pub(crate) const EBADF: Errno = Errno(9);
+    /// Exec format error (a vCPU that cannot run yet).
+    pub(crate) const ENOEXEC: Errno = Errno(8);
     /// Out of memory.
     pub(crate) const ENOMEM: Errno = Errno(12);
     /// Bad address.

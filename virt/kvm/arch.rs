@@ -21,7 +21,9 @@ use kernel::prelude::*;
 /// `/dev/kvm`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct VmFacts {
-    /// The VM's guest physical address bits.
+    /// The VM's guest physical address bits (riscv64 answers it; arm64
+    /// answers the host's IPA limit).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) gpa_bits: u32,
     /// `kvm->max_vcpus` (arm64 answers it; riscv64 answers a constant).
     #[cfg_attr(CONFIG_RISCV, allow(dead_code))]
@@ -32,7 +34,8 @@ pub(crate) struct VmFacts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VmCapChange {
     /// New guest physical address bits (only while no vCPU and no memslot
-    /// exist).
+    /// exist): riscv64 `KVM_CAP_VM_GPA_BITS`.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     GpaBits(u32),
 }
 

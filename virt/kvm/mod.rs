@@ -21,6 +21,7 @@ pub(crate) mod arch;
 mod dev;
 pub(crate) mod dirty_log;
 mod kalloc;
+mod kunit;
 pub(crate) mod memslot;
 pub(crate) mod mmu_invalidate;
 pub(crate) mod stats;

@@ -14,13 +14,23 @@ use core::mem::{
     size_of, //
 };
 use kernel::{
+    error::Result,
     prelude::kunit_tests,
     transmute::{
         AsBytes,
         FromBytes, //
     },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
     uapi,
 };
+
+/// Reads a `T` from the user address `arg` (`copy_from_user()`; `EFAULT`).
+pub(crate) fn read_user<T: FromBytes>(arg: usize) -> Result<T> {
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
+}
 
 /// Declares a plain-data uapi mirror and checks it against `kernel::uapi`.
 macro_rules! uapi_mirror {

@@ -40,12 +40,10 @@ use super::{
     },
     uapi::{
         self,
+        read_user,
         OneReg, //
     },
-    vm::{
-        read_user,
-        Vm, //
-    },
+    vm::Vm,
     vm_limits::{
         KVM_COALESCED_MMIO_PAGE_OFFSET,
         RISCV_KVM_MAX_VCPUS, //

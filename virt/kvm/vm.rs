@@ -55,7 +55,10 @@ use super::{
         self,
         StatsOwner, //
     },
-    uapi,
+    uapi::{
+        self,
+        read_user, //
+    },
     vcpu::{
         self,
         Vcpu, //
@@ -97,10 +100,7 @@ use kernel::{
         ArcBorrow,
         Mutex, //
     },
-    transmute::{
-        AsBytes,
-        FromBytes, //
-    },
+    transmute::AsBytes,
     uaccess::{
         UserPtr,
         UserSlice, //
@@ -111,11 +111,6 @@ impl From<Errno> for Error {
     fn from(errno: Errno) -> Error {
         super::dev::to_error(errno)
     }
-}
-
-/// Reads a `T` from the user address `arg` (`copy_from_user()`; `EFAULT`).
-pub(crate) fn read_user<T: FromBytes>(arg: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
 }
 
 /// What `kvm->lock` protects.

@@ -4,14 +4,142 @@
 
 mod sysreg;
 
-use crate::kvm::arch::Arch;
-use kernel::prelude::*;
+use crate::kvm::{
+    abi::Errno,
+    arch::{
+        Arch,
+        VmCapChange,
+        VmFacts, //
+    },
+    memslot::MemslotLimits,
+    stats::{
+        StatsSchema,
+        ARM64_VCPU_SCHEMA, //
+    },
+    uapi::{
+        read_user,
+        reg_size, //
+    },
+    vm_limits::{
+        self,
+        cap,
+        Arm64HostCaps,
+        VcpuLimits, //
+    },
+};
+use core::sync::atomic::{
+    AtomicU32,
+    Ordering, //
+};
+use kernel::{
+    bindings,
+    ioctl::{
+        _IOR,
+        _IOW, //
+    },
+    prelude::*,
+    transmute::{
+        AsBytes,
+        FromBytes, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+    uapi,
+};
 
 /// The arm64 host.
 pub(crate) struct Host;
 
+/// `kvm_ipa_limit`, set once by [`Host::probe`] before `/dev/kvm` exists.
+static IPA_LIMIT: AtomicU32 = AtomicU32::new(0);
+
+/// The IPA size kvm_rs offers at most: 48 bits. Beyond needs LPA2 stage-2
+/// tables with 4 KiB pages, which kvm_rs will not have at first (upstream
+/// caps the same way without LPA2).
+const MAX_IPA_BITS: u32 = 48;
+
+/// `struct kvm_vcpu_init` (`KVM_ARM_PREFERRED_TARGET`, `KVM_ARM_VCPU_INIT`).
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct VcpuInit(uapi::kvm_vcpu_init);
+
+// SAFETY: `kvm_vcpu_init` is `repr(C)` with only `u32` fields and no
+// padding: every bit pattern is valid.
+unsafe impl FromBytes for VcpuInit {}
+// SAFETY: As above: no padding, so every byte is initialized.
+unsafe impl AsBytes for VcpuInit {}
+
+/// `KVM_ARM_VCPU_INIT`: `_IOW(KVMIO, 0xae, struct kvm_vcpu_init)`.
+const KVM_ARM_VCPU_INIT: u32 = _IOW::<uapi::kvm_vcpu_init>(uapi::KVMIO, 0xae);
+/// `KVM_ARM_PREFERRED_TARGET`: `_IOR(KVMIO, 0xaf, struct kvm_vcpu_init)`.
+const KVM_ARM_PREFERRED_TARGET: u32 = _IOR::<uapi::kvm_vcpu_init>(uapi::KVMIO, 0xaf);
+/// `KVM_VCPU_VALID_FEATURES`: the feature bits upstream knows (10).
+const VALID_FEATURES: u32 = (1 << 10) - 1;
+/// `KVM_ARM_VCPU_POWER_OFF`: start powered off (ephemeral, not a feature).
+const FEATURE_POWER_OFF: u32 = 1 << uapi::KVM_ARM_VCPU_POWER_OFF;
+
+/// The `KVM_GET_ONE_REG` id of `ID_AA64MMFR0_EL1` (op0 3, op1 0, CRn 0,
+/// CRm 7, op2 0).
+const REG_ID_AA64MMFR0_EL1: u64 =
+    uapi::KVM_REG_ARM64 | uapi::KVM_REG_SIZE_U64 | uapi::KVM_REG_ARM64_SYSREG as u64 | (3 << 14) | (7 << 3);
+
+/// The arm64 state of a vCPU.
+#[derive(Default)]
+pub(crate) struct Vcpu {
+    /// `KVM_ARM_VCPU_INIT` ran (`VCPU_INITIALIZED`).
+    initialized: bool,
+}
+
+/// `num_online_cpus()`.
+fn online_cpus() -> u32 {
+    // SAFETY: `__num_online_cpus` is a valid static `atomic_t`; a volatile
+    // read of its counter is `atomic_read()`.
+    let n = unsafe { core::ptr::addr_of!(bindings::__num_online_cpus.counter).read_volatile() };
+    u32::try_from(n).unwrap_or(1)
+}
+
+impl Host {
+    fn ipa_limit() -> u32 {
+        IPA_LIMIT.load(Ordering::Relaxed)
+    }
+
+    /// The host facts `kvm_vm_ioctl_check_extension()` reads, for the caps
+    /// kvm_rs answers (the others stay false/0: not offered yet).
+    fn host_caps(vm: Option<&VmFacts>) -> Arm64HostCaps {
+        let default_max = vm_limits::ARM64_KVM_MAX_VCPUS;
+        Arm64HostCaps {
+            vgic_present: false,
+            max_vcpus: vm.map_or(default_max, |v| v.max_vcpus),
+            default_max_vcpus: default_max,
+            online_cpus: online_cpus(),
+            on_vm: vm.is_some(),
+            msis_require_devid: false,
+            guestdbg_valid_mask: 0,
+            mte: false,
+            pvtime: false,
+            el1_32bit: false,
+            nested_virt: false,
+            hcr_nv1: false,
+            brps: 0,
+            wrps: 0,
+            pmuv3: false,
+            ras: false,
+            ipa_limit: Self::ipa_limit(),
+            sve: false,
+            ptrauth: false,
+            eager_split_chunk_size: 0,
+            supported_block_sizes: 0,
+            cacheable_pfnmap: false,
+        }
+    }
+}
+
 impl Arch for Host {
     const NAME: &'static str = "arm64";
+    const VCPU_STATS: &'static StatsSchema = &ARM64_VCPU_SCHEMA;
+    type Vcpu = Vcpu;
 
     fn probe() -> Result {
         let el = sysreg::current_el();
@@ -24,17 +152,137 @@ impl Arch for Host {
             pr_err!("HCR_EL2.E2H is clear: the kernel is not a VHE host\n");
             return Err(ENODEV);
         }
+        let Some(pa_bits) = sysreg::parange_bits(sysreg::id_aa64mmfr0_el1()) else {
+            pr_err!("reserved ID_AA64MMFR0_EL1.PARange: cannot size the IPA space\n");
+            return Err(ENODEV);
+        };
+        let ipa = pa_bits.min(MAX_IPA_BITS);
+        IPA_LIMIT.store(ipa, Ordering::Relaxed);
         pr_info!(
-            "arm64 host at EL2 with VHE (CurrentEL {:#x}, HCR_EL2 {:#x})\n",
+            "arm64 host at EL2 with VHE (CurrentEL {:#x}, HCR_EL2 {:#x}), IPA limit {} bits\n",
             el << 2,
-            hcr
+            hcr,
+            ipa
         );
         Ok(())
     }
 
-    fn check_extension(_cap: usize) -> isize {
-        0
+    fn vm_gpa_bits(ty: usize) -> Result<u32, Errno> {
+        vm_limits::arm64_vm_ipa_bits(ty as u64, Self::ipa_limit())
     }
+
+    fn memslot_limits(gpa_bits: u32) -> MemslotLimits {
+        MemslotLimits {
+            page_shift: kernel::page::PAGE_SHIFT as u32,
+            readonly_mem: true,
+            guest_memfd: false,
+            // TASK_SIZE_MAX = 1 << VA_BITS.
+            task_size: 1 << bindings::CONFIG_ARM64_VA_BITS,
+            // Top-byte ignore: untagged_addr() sign-extends from bit 55.
+            tag_bits: 8,
+            gpa_bits,
+        }
+    }
+
+    fn vcpu_limits() -> VcpuLimits {
+        VcpuLimits::arm64(None)
+    }
+
+    fn vcpu_precreate(id: u32, limits: &VcpuLimits) -> Result<(), Errno> {
+        vm_limits::arm64_vcpu_precreate(id, limits.max_vcpus, false)
+    }
+
+    fn check_extension(c: i64, vm: Option<&VmFacts>) -> i64 {
+        match c {
+            cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID | cap::ARM_VM_IPA_SIZE
+            | cap::READONLY_MEM | cap::IMMEDIATE_EXIT => {
+                vm_limits::arm64_check_extension(&Self::host_caps(vm), c)
+            }
+            // ONE_REG (one ID register only), PSCI, vGIC, timers, PMU, SVE,
+            // MTE, ...: not yet.
+            _ => 0,
+        }
+    }
+
+    fn vm_enable_cap(_cap: u32, _flags: u32, _args: &[u64; 4], _busy: bool) -> Result<VmCapChange, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    fn vm_ioctl(cmd: u32, arg: usize) -> Result<isize, Errno> {
+        if cmd != KVM_ARM_PREFERRED_TARGET {
+            return Err(Errno::EINVAL);
+        }
+        let init = VcpuInit(uapi::kvm_vcpu_init {
+            target: uapi::KVM_ARM_TARGET_GENERIC_V8,
+            features: [0; 7],
+        });
+        UserSlice::new(UserPtr::from_addr(arg), size_of::<VcpuInit>())
+            .writer()
+            .write(&init)
+            .map_err(|_| Errno::EFAULT)?;
+        Ok(0)
+    }
+
+    fn vcpu_create(_id: u32) -> Result<Vcpu, Errno> {
+        Ok(Vcpu::default())
+    }
+
+    fn vcpu_ioctl(vcpu: &mut Vcpu, cmd: u32, arg: usize) -> Result<isize, Errno> {
+        if cmd != KVM_ARM_VCPU_INIT {
+            return Err(Errno::EINVAL);
+        }
+        let init: VcpuInit = read_user(arg).map_err(|_| Errno::EFAULT)?;
+        let init = init.0;
+        if init.target != uapi::KVM_ARM_TARGET_GENERIC_V8 {
+            return Err(Errno::EINVAL);
+        }
+        let features = init.features[0] & !FEATURE_POWER_OFF;
+        if features & !VALID_FEATURES != 0 || init.features.iter().skip(1).any(|&f| f != 0) {
+            return Err(Errno::ENOENT);
+        }
+        // No optional vCPU feature (PSCI 0.2, PMU, SVE, pointer auth, EL2,
+        // AArch32) exists in kvm_rs yet.
+        if features != 0 {
+            return Err(Errno::EINVAL);
+        }
+        vcpu.initialized = true;
+        Ok(0)
+    }
+
+    fn get_one_reg(vcpu: &mut Vcpu, id: u64) -> Result<u64, Errno> {
+        check_one_reg(vcpu, id)?;
+        Ok(sysreg::id_aa64mmfr0_el1())
+    }
+
+    fn set_one_reg(vcpu: &mut Vcpu, id: u64, _value: impl FnOnce() -> Result<u64, Errno>) -> Result<(), Errno> {
+        check_one_reg(vcpu, id)?;
+        // The ID registers are not writable in kvm_rs yet.
+        Err(Errno::EINVAL)
+    }
+
+    fn vcpu_run_check(vcpu: &mut Vcpu) -> Result<(), Errno> {
+        if vcpu.initialized {
+            Ok(())
+        } else {
+            Err(Errno::ENOEXEC)
+        }
+    }
+}
+
+/// The checks of `kvm_arch_vcpu_ioctl()` and `kvm_arm_{get,set}_reg()` for
+/// the registers kvm_rs has: `ENOEXEC` before `KVM_ARM_VCPU_INIT`, `EINVAL`
+/// for a non-arm64 id, `ENOENT` for anything but `ID_AA64MMFR0_EL1`.
+fn check_one_reg(vcpu: &Vcpu, id: u64) -> Result<(), Errno> {
+    if !vcpu.initialized {
+        return Err(Errno::ENOEXEC);
+    }
+    if (id & !uapi::KVM_REG_SIZE_MASK) >> 32 != uapi::KVM_REG_ARM64 >> 32 {
+        return Err(Errno::EINVAL);
+    }
+    if id != REG_ID_AA64MMFR0_EL1 || reg_size(id) != 8 {
+        return Err(Errno::ENOENT);
+    }
+    Ok(())
 }
 
 #[kunit_tests(kvm_rs_arm64_host)]
@@ -52,5 +300,29 @@ mod tests {
         assert_ne!(hcr & sysreg::HCR_E2H, 0);
         // With E2H set, TGE routes EL0 exceptions of the host to EL2.
         assert_ne!(hcr & sysreg::HCR_TGE, 0);
+    }
+
+    #[test]
+    fn ipa_limit_and_vm_types() {
+        let ipa = Host::ipa_limit();
+        assert!((32..=MAX_IPA_BITS).contains(&ipa));
+        if ipa >= 40 {
+            assert_eq!(Host::vm_gpa_bits(0), Ok(40));
+        }
+        assert_eq!(Host::vm_gpa_bits(ipa as usize + 1), Err(Errno::EINVAL));
+        assert_eq!(Host::vm_gpa_bits(31), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn one_reg_needs_init_and_knows_one_id_register() {
+        let mut v = Vcpu::default();
+        assert_eq!(Host::get_one_reg(&mut v, REG_ID_AA64MMFR0_EL1), Err(Errno::ENOEXEC));
+        assert_eq!(Host::vcpu_run_check(&mut v), Err(Errno::ENOEXEC));
+        v.initialized = true;
+        assert_eq!(Host::get_one_reg(&mut v, REG_ID_AA64MMFR0_EL1), Ok(sysreg::id_aa64mmfr0_el1()));
+        assert_eq!(Host::get_one_reg(&mut v, REG_ID_AA64MMFR0_EL1 + 1), Err(Errno::ENOENT));
+        assert_eq!(Host::get_one_reg(&mut v, 0x1234), Err(Errno::EINVAL));
+        assert_eq!(KVM_ARM_VCPU_INIT, 0x4020_aeae);
+        assert_eq!(KVM_ARM_PREFERRED_TARGET, 0x8020_aeaf);
     }
 }

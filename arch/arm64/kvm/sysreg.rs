@@ -29,3 +29,29 @@ pub(crate) fn hcr_el2() -> u64 {
     }
     value
 }
+
+/// Reads `ID_AA64MMFR0_EL1` (memory model features: PARange, granules).
+pub(crate) fn id_aa64mmfr0_el1() -> u64 {
+    let value: u64;
+    // SAFETY: ID registers are readable at EL1 and above and have no side
+    // effects.
+    unsafe {
+        core::arch::asm!("mrs {0}, id_aa64mmfr0_el1", out(reg) value, options(nomem, nostack, preserves_flags));
+    }
+    value
+}
+
+/// `ID_AA64MMFR0_EL1.PARange` (bits 3:0) to physical address bits
+/// (`id_aa64mmfr0_parange_to_phys_shift()`); `None` for a reserved value.
+pub(crate) fn parange_bits(mmfr0: u64) -> Option<u32> {
+    match mmfr0 & 0xf {
+        0 => Some(32),
+        1 => Some(36),
+        2 => Some(40),
+        3 => Some(42),
+        4 => Some(44),
+        5 => Some(48),
+        6 => Some(52),
+        _ => None,
+    }
+}
