@@ -28,7 +28,7 @@ B := tools/bench
 IN_ROOT := $(B)/in-root
 
 .PHONY: help toolchain linux-src kernel kernels module clippy userprogs rootfs \
-	boot run hosttest kunit selftests selftests-build selftests-compare check \
+	boot run hosttest kunit selftests selftests-build selftests-compare kvm-diff check \
 	clean distclean
 
 help:
@@ -51,6 +51,7 @@ help:
 	@echo '  selftests  upstream KVM selftests on BACKEND (TEST=a,b; ST_TIMEOUT=s)'
 	@echo '             -> build/ARCH/selftests-BACKEND.json'
 	@echo '  selftests-compare  both backends, test x backend matrix'
+	@echo '  kvm-diff   the same ioctl sequence on upstream KVM and kvm_rs, transcripts compared'
 	@echo '  clean      remove build/   distclean: also the cache $(KVMRS_CACHE)'
 
 toolchain:
@@ -92,6 +93,9 @@ selftests: rootfs
 
 selftests-compare: rootfs
 	@$(IN_ROOT) $(B)/selftests-compare.sh $(ARCH)
+
+kvm-diff: rootfs
+	@$(IN_ROOT) $(B)/kvm-diff.sh $(ARCH)
 
 hosttest: toolchain
 	@$(IN_ROOT) $(B)/hosttest.sh

@@ -47,6 +47,11 @@ for arch in $arches; do
 		done >>"$res"
 	stage "$arch/kunit" make -s kunit ARCH="$arch" || true
 	collect "$out/results/kunit.txt" "$arch/kunit: "
+	# The same ioctl sequence on upstream KVM and on kvm_rs must give the
+	# same transcript (tools/testing/kvm-diff).
+	rm -f "$out/results/kvm-diff.txt"
+	stage "$arch/kvm-diff" make -s kvm-diff ARCH="$arch" || true
+	collect "$out/results/kvm-diff.txt" "$arch/kvm-diff: "
 	# The yardstick itself: upstream KVM boots the nested guest through
 	# Debian's QEMU in this emulated host.
 	stage "$arch/nested-guest(upstream kvm)" make -s run ARCH="$arch" BACKEND=kvm || true

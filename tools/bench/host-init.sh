@@ -6,9 +6,10 @@
 #   kvmrs.backend=kvm_rs|kvm|none   who serves /dev/kvm (kvm = upstream KVM:
 #                                   riscv64 loads the in-tree kvm.ko; arm64's
 #                                   is built in, on unless kvm-arm.mode=none)
-#   kvmrs.do=probe,guest,selftests  what to run (comma separated, in order)
+#   kvmrs.do=probe,guest,selftests,diff  what to run (comma separated, in order)
 # With "selftests", the plan (test name and timeout per line) is read from
 # the 9p share "kvmrs" (build/<arch>/share), where the results go too.
+# "diff" runs kvm-diff and writes its transcript to the share (kvm-diff.txt).
 /opt/kvmrs/bin/busybox --install -s /opt/kvmrs/bin
 export PATH=/opt/kvmrs/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
@@ -103,6 +104,16 @@ for step in $(echo "$todo" | tr , ' '); do
 			rc=2
 		else
 			/opt/kvmrs/host-selftests.sh /mnt/share || rc=1
+		fi
+		;;
+	diff)
+		if [ ! -d /mnt/share ]; then
+			echo "KVMRS-ERROR kvm-diff needs the 9p share 'kvmrs'"
+			rc=2
+		else
+			kvm-diff >/mnt/share/kvm-diff.txt 2>&1 || rc=1
+			echo "KVMRS-DIFF $(grep -vc '^#' /mnt/share/kvm-diff.txt) steps, rc=$rc"
+			sync
 		fi
 		;;
 	*) echo "KVMRS-ERROR unknown step '$step'"; rc=2 ;;

@@ -5,3 +5,8 @@ arch=${1:?usage: userprogs.sh ARCH}
 . "$KVMRS_TOP/tools/bench/arch.sh"
 mkdir -p "$out/bin"
 "${cross}gcc" -static -O2 -Wall -Werror -o "$out/bin/kvm-probe" "$KVMRS_TOP/tools/testing/kvm-probe/kvm-probe.c"
+# kvm-diff uses the KVM uapi of our kernel (installed by selftests-build.sh's
+# "make headers"; Debian's cross headers may lag behind).
+khdr=()
+[ ! -f "$kbuild/usr/include/linux/kvm.h" ] || khdr=(-isystem "$kbuild/usr/include")
+"${cross}gcc" -static -O2 -Wall -Werror "${khdr[@]}" -o "$out/bin/kvm-diff" "$KVMRS_TOP/tools/testing/kvm-diff/kvm-diff.c"

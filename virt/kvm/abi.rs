@@ -36,10 +36,8 @@ impl Errno {
     /// No such device or address.
     pub(crate) const ENXIO: Errno = Errno(6);
     /// Argument list too long.
-    #[allow(dead_code)]
     pub(crate) const E2BIG: Errno = Errno(7);
     /// Bad file descriptor.
-    #[allow(dead_code)]
     pub(crate) const EBADF: Errno = Errno(9);
     /// Exec format error (a vCPU that cannot run yet).
     pub(crate) const ENOEXEC: Errno = Errno(8);

@@ -50,6 +50,13 @@ pub(crate) trait Arch {
     /// - arm64: `kvm_vcpu_stats_desc` of `arch/arm64/kvm/guest.c`.
     const VCPU_STATS: &'static StatsSchema;
 
+    /// Whether a writable memslot must be backed by writable VMAs only
+    /// (`EPERM` otherwise) in `kvm_arch_prepare_memory_region()`.
+    ///
+    /// - riscv64: yes;
+    /// - arm64: no (a write fault on such a slot fails later).
+    const SLOT_NEEDS_WRITABLE_VMA: bool;
+
     /// Per-vCPU architecture state, kept under the vCPU's mutex.
     ///
     /// - riscv64: nothing yet (the ONE_REG config registers are host facts);

@@ -16,10 +16,6 @@
 //! `Err(Errno::ENOMEM)` instead, as upstream's `kzalloc()`/`kvzalloc()`
 //! callers return `-ENOMEM`.
 
-// The kernel glue (VM fd) comes next; until then only the host tests use
-// some of these items.
-#![allow(dead_code)]
-
 use super::abi::Errno;
 
 /// A growable vector whose growth can fail.

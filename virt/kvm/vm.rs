@@ -345,7 +345,7 @@ struct SlotHooks;
 impl MemslotHooks for SlotHooks {
     fn prepare(&mut self, _old: Option<&Memslot>, new: Option<&Memslot>, change: Change) -> Result<(), Errno> {
         // Both upstream arches check the VMAs behind a created, moved or
-        // re-flagged slot: a writable slot needs writable VMAs (EPERM).
+        // re-flagged slot.
         let Some(new) = new else {
             return Ok(());
         };
@@ -364,15 +364,16 @@ impl MemslotHooks for SlotHooks {
     fn commit(&mut self, _old: Option<&Memslot>, _new: Option<&Memslot>, _change: Change) {}
 }
 
-/// The VMA walk of riscv and arm64 `kvm_arch_prepare_memory_region()`:
-/// every VMA intersecting a writable slot must be writable (`EPERM`), and a
-/// `VM_PFNMAP` VMA cannot back a dirty-logging slot (`EINVAL`).
+/// The VMA walk of riscv and arm64 `kvm_arch_prepare_memory_region()`: a
+/// `VM_PFNMAP` VMA cannot back a dirty-logging slot (`EINVAL`), and where
+/// the arch says so every VMA intersecting a writable slot must be writable
+/// (`EPERM`).
 fn check_vmas(mm: &MmWithUser, slot: &Memslot) -> Result<(), Errno> {
     let size = slot.npages.checked_shl(kernel::page::PAGE_SHIFT as u32).ok_or(Errno::EINVAL)?;
     let start = usize::try_from(slot.userspace_addr).map_err(|_| Errno::EINVAL)?;
     let size = usize::try_from(size).map_err(|_| Errno::EINVAL)?;
     let end = start.checked_add(size).ok_or(Errno::EINVAL)?;
-    let writable = !slot.is_readonly();
+    let writable = Host::SLOT_NEEDS_WRITABLE_VMA && !slot.is_readonly();
     let logging = slot.flags & memslot::KVM_MEM_LOG_DIRTY_PAGES != 0;
     let _guard = mm.mmap_read_lock();
     let mut hva = start;

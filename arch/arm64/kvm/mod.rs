@@ -139,6 +139,7 @@ impl Host {
 impl Arch for Host {
     const NAME: &'static str = "arm64";
     const VCPU_STATS: &'static StatsSchema = &ARM64_VCPU_SCHEMA;
+    const SLOT_NEEDS_WRITABLE_VMA: bool = false;
     type Vcpu = Vcpu;
 
     fn probe() -> Result {

@@ -101,6 +101,7 @@ impl Host {
 impl Arch for Host {
     const NAME: &'static str = "riscv64";
     const VCPU_STATS: &'static StatsSchema = &RISCV_VCPU_SCHEMA;
+    const SLOT_NEEDS_WRITABLE_VMA: bool = true;
     type Vcpu = ();
 
     fn probe() -> Result {

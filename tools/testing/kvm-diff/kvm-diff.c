@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kvm-diff: drive a fixed sequence of valid and invalid VM, vCPU and memslot
+ * ioctls and print a canonical transcript, one line per step:
+ *
+ *   <step>: ok [value]      the call succeeded (value when it is not an fd)
+ *   <step>: -EXXX           the call failed with that errno
+ *
+ * The same binary runs in the emulated host on upstream KVM and on kvm_rs;
+ * tools/bench/kvm-diff.sh compares the two transcripts. Lines starting with
+ * '#' are informational and not compared. Capabilities are only asked for
+ * those kvm_rs claims (and the transcript then checks that upstream answers
+ * the same); the steps exercise only features kvm_rs implements.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+
+/* Internal to the kernel (kvm_host.h); the stats header carries it too. */
+#ifndef KVM_STATS_NAME_SIZE
+#define KVM_STATS_NAME_SIZE 48
+#endif
+
+static const char *errname(int e)
+{
+	switch (e) {
+	case EPERM: return "EPERM";
+	case ENOENT: return "ENOENT";
+	case EINTR: return "EINTR";
+	case EIO: return "EIO";
+	case ENXIO: return "ENXIO";
+	case E2BIG: return "E2BIG";
+	case ENOEXEC: return "ENOEXEC";
+	case EBADF: return "EBADF";
+	case ENOMEM: return "ENOMEM";
+	case EFAULT: return "EFAULT";
+	case EBUSY: return "EBUSY";
+	case EEXIST: return "EEXIST";
+	case EINVAL: return "EINVAL";
+	case ENOTTY: return "ENOTTY";
+	case ENOSPC: return "ENOSPC";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
+	default: return NULL;
+	}
+}
+
+/* Prints one step; returns the call's result. "fd" steps hide the number. */
+static long step(const char *what, long r, int is_fd)
+{
+	if (r < 0) {
+		const char *n = errname(errno);
+
+		if (n)
+			printf("%s: -%s\n", what, n);
+		else
+			printf("%s: -E%d\n", what, errno);
+	} else if (is_fd) {
+		printf("%s: ok\n", what);
+	} else {
+		printf("%s: ok %ld\n", what, r);
+	}
+	fflush(stdout);
+	return r;
+}
+
+#define IOCTL(what, fd, req, arg) step(what, ioctl(fd, req, arg), 0)
+#define IOCTL_FD(what, fd, req, arg) step(what, ioctl(fd, req, arg), 1)
+
+static const struct { const char *name; long cap; } caps[] = {
+	{ "USER_MEMORY", KVM_CAP_USER_MEMORY },
+	{ "USER_MEMORY2", KVM_CAP_USER_MEMORY2 },
+	{ "DESTROY_MEMORY_REGION_WORKS", KVM_CAP_DESTROY_MEMORY_REGION_WORKS },
+	{ "JOIN_MEMORY_REGIONS_WORKS", KVM_CAP_JOIN_MEMORY_REGIONS_WORKS },
+	{ "NR_MEMSLOTS", KVM_CAP_NR_MEMSLOTS },
+	{ "CHECK_EXTENSION_VM", KVM_CAP_CHECK_EXTENSION_VM },
+	{ "ENABLE_CAP_VM", KVM_CAP_ENABLE_CAP_VM },
+	{ "BINARY_STATS_FD", KVM_CAP_BINARY_STATS_FD },
+	{ "MANUAL_DIRTY_LOG_PROTECT2", KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 },
+	{ "NR_VCPUS", KVM_CAP_NR_VCPUS },
+	{ "MAX_VCPUS", KVM_CAP_MAX_VCPUS },
+	{ "MAX_VCPU_ID", KVM_CAP_MAX_VCPU_ID },
+	{ "READONLY_MEM", KVM_CAP_READONLY_MEM },
+	{ "IMMEDIATE_EXIT", KVM_CAP_IMMEDIATE_EXIT },
+#ifdef __riscv
+	{ "VM_GPA_BITS", KVM_CAP_VM_GPA_BITS },
+#endif
+#ifdef __aarch64__
+	{ "ARM_VM_IPA_SIZE", KVM_CAP_ARM_VM_IPA_SIZE },
+#endif
+};
+
+static void check_caps(const char *where, int fd)
+{
+	char what[96];
+	unsigned int i;
+
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		snprintf(what, sizeof(what), "%s CHECK_EXTENSION(%s)", where, caps[i].name);
+		IOCTL(what, fd, KVM_CHECK_EXTENSION, caps[i].cap);
+	}
+}
+
+static int set_region(int vm, unsigned long req, uint32_t slot, uint32_t flags,
+		      uint64_t gpa, uint64_t size, void *hva)
+{
+	struct kvm_userspace_memory_region2 r;
+
+	memset(&r, 0, sizeof(r));
+	r.slot = slot;
+	r.flags = flags;
+	r.guest_phys_addr = gpa;
+	r.memory_size = size;
+	r.userspace_addr = (uint64_t)(uintptr_t)hva;
+	return ioctl(vm, req, &r);
+}
+
+#define REGION(what, vm, slot, flags, gpa, size, hva) \
+	step(what, set_region(vm, KVM_SET_USER_MEMORY_REGION, slot, flags, gpa, size, hva), 0)
+#define REGION2(what, vm, slot, flags, gpa, size, hva) \
+	step(what, set_region(vm, KVM_SET_USER_MEMORY_REGION2, slot, flags, gpa, size, hva), 0)
+
+/* The layout of a stats fd: header, id prefix, every descriptor. */
+static void stats(const char *where, int fd)
+{
+	struct kvm_stats_header h;
+	char id[KVM_STATS_NAME_SIZE + 1], what[160];
+	size_t dsz;
+	char *descs;
+	uint32_t i;
+
+	if (fd < 0)
+		return;
+	if (pread(fd, &h, sizeof(h), 0) != sizeof(h)) {
+		printf("%s stats header: -E%d\n", where, errno);
+		return;
+	}
+	printf("%s stats: flags %u name_size %u num_desc %u\n", where, h.flags, h.name_size,
+	       h.num_desc);
+	memset(id, 0, sizeof(id));
+	if (h.name_size > KVM_STATS_NAME_SIZE ||
+	    pread(fd, id, h.name_size, h.id_offset) != (ssize_t)h.name_size) {
+		printf("%s stats id: unreadable\n", where);
+		return;
+	}
+	/* The id has the creator's pid: keep only its shape. */
+	printf("%s stats id: %s\n", where, strncmp(id, "kvm-", 4) ? "bad" : "kvm-<pid>...");
+	dsz = sizeof(struct kvm_stats_desc) + h.name_size;
+	descs = calloc(h.num_desc, dsz);
+	if (!descs || pread(fd, descs, h.num_desc * dsz, h.desc_offset) != (ssize_t)(h.num_desc * dsz)) {
+		printf("%s stats descriptors: unreadable\n", where);
+		free(descs);
+		return;
+	}
+	for (i = 0; i < h.num_desc; i++) {
+		struct kvm_stats_desc *d = (void *)(descs + i * dsz);
+
+		snprintf(what, sizeof(what), "%s stat %s", where, d->name);
+		printf("%s: flags %#x exponent %d size %u bucket %u\n", what, d->flags, d->exponent,
+		       d->size, d->bucket_size);
+	}
+	free(descs);
+	close(fd);
+}
+
+int main(void)
+{
+	long page = sysconf(_SC_PAGESIZE), mmap_size, max_id;
+	int kvm, vm, vcpu, vcpu1;
+	struct kvm_enable_cap ec;
+	struct kvm_dirty_log log;
+	struct kvm_clear_dirty_log clr;
+	uint64_t bitmap[4];
+	struct kvm_run *run;
+	char *mem, *ro;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0) {
+		printf("open /dev/kvm: -E%d\n", errno);
+		return 1;
+	}
+	IOCTL("KVM_GET_API_VERSION", kvm, KVM_GET_API_VERSION, 0);
+	mmap_size = IOCTL("KVM_GET_VCPU_MMAP_SIZE", kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	check_caps("dev", kvm);
+
+	/* Machine types. */
+#ifdef __aarch64__
+	IOCTL_FD("KVM_CREATE_VM(type 0x100)", kvm, KVM_CREATE_VM, 0x100);
+	IOCTL_FD("KVM_CREATE_VM(ipa 31)", kvm, KVM_CREATE_VM, 31);
+	IOCTL_FD("KVM_CREATE_VM(ipa 64)", kvm, KVM_CREATE_VM, 64);
+	IOCTL_FD("KVM_CREATE_VM(protected)", kvm, KVM_CREATE_VM, 1UL << 31);
+	vm = IOCTL_FD("KVM_CREATE_VM(ipa 36)", kvm, KVM_CREATE_VM, 36);
+	if (vm >= 0) {
+		REGION("36-bit VM: slot at 64 GiB", vm, 0, 0, 1ULL << 36, page, NULL);
+		close(vm);
+	}
+#endif
+#ifdef __riscv
+	/* riscv ignores the type. */
+	vm = IOCTL_FD("KVM_CREATE_VM(type 7)", kvm, KVM_CREATE_VM, 7);
+	if (vm >= 0)
+		close(vm);
+#endif
+	vm = IOCTL_FD("KVM_CREATE_VM(0)", kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return 1;
+	check_caps("vm", vm);
+	stats("vm", IOCTL_FD("vm KVM_GET_STATS_FD", vm, KVM_GET_STATS_FD, 0));
+
+	/* Memslots. */
+	mem = mmap(NULL, 128 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ro = mmap(NULL, 4 * page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED || ro == MAP_FAILED)
+		return 1;
+	REGION("slot 0 create", vm, 0, 0, 0x100000, 16 * page, mem);
+	REGION("slot 0 same again", vm, 0, 0, 0x100000, 16 * page, mem);
+	REGION("slot 1 overlapping", vm, 1, 0, 0x100000 + page, page, mem);
+	REGION("slot 1 touching", vm, 1, 0, 0x100000 + 16 * page, page, mem);
+	REGION("slot 2 unaligned gpa", vm, 2, 0, 0x200000 + 1, page, mem);
+	REGION("slot 2 unaligned size", vm, 2, 0, 0x200000, page + 1, mem);
+	REGION("slot 2 unaligned hva", vm, 2, 0, 0x200000, page, mem + 1);
+	REGION("slot 2 wrapping gpa", vm, 2, 0, -page, 2 * page, mem);
+	REGION("slot 2 kernel hva", vm, 2, 0, 0x200000, page, (void *)-page);
+	REGION("slot 32767", vm, 32767, 0, 0x200000, page, mem);
+	REGION("slot as_id 1", vm, 1 << 16, 0, 0x200000, page, mem);
+	REGION("v1 flag GUEST_MEMFD", vm, 2, KVM_MEM_GUEST_MEMFD, 0x200000, page, mem);
+	REGION("v1 flag bit 3", vm, 2, 1 << 3, 0x200000, page, mem);
+	REGION2("v2 flag bit 3", vm, 2, 1 << 3, 0x200000, page, mem);
+	REGION("slot 2 read-only VMA, writable slot", vm, 2, 0, 0x200000, page, ro);
+	REGION("slot 2 read-only VMA, read-only slot", vm, 2, KVM_MEM_READONLY, 0x200000, page, ro);
+	REGION("slot 2 toggle READONLY", vm, 2, 0, 0x200000, page, ro);
+	REGION("slot 0 change size", vm, 0, 0, 0x100000, 8 * page, mem);
+	REGION("slot 0 change hva", vm, 0, 0, 0x100000, 16 * page, mem + 16 * page);
+	REGION("slot 0 move", vm, 0, 0, 0x400000, 16 * page, mem);
+	REGION("slot 0 move onto slot 1", vm, 0, 0, 0x100000 + 10 * page, 16 * page, mem);
+	REGION("slot 3 beyond GPA space", vm, 3, 0, 1ULL << 60, page, mem);
+	REGION("slot 5 delete missing", vm, 5, 0, 0, 0, NULL);
+	REGION("slot 1 delete", vm, 1, 0, 0, 0, NULL);
+	REGION2("slot 1 v2 recreate", vm, 1, 0, 0x800000, page, mem);
+
+	/* Dirty log. */
+	REGION("slot 4 create logging", vm, 4, KVM_MEM_LOG_DIRTY_PAGES, 0x1000000, 32 * page, mem);
+	memset(&log, 0, sizeof(log));
+	memset(bitmap, 0xa5, sizeof(bitmap));
+	log.slot = 4;
+	log.dirty_bitmap = bitmap;
+	IOCTL("KVM_GET_DIRTY_LOG slot 4", vm, KVM_GET_DIRTY_LOG, &log);
+	printf("KVM_GET_DIRTY_LOG slot 4 bitmap: %#llx %#llx\n", (unsigned long long)bitmap[0],
+	       (unsigned long long)bitmap[1]);
+	log.slot = 0;
+	IOCTL("KVM_GET_DIRTY_LOG slot 0 (not logging)", vm, KVM_GET_DIRTY_LOG, &log);
+	log.slot = 9;
+	IOCTL("KVM_GET_DIRTY_LOG slot 9 (missing)", vm, KVM_GET_DIRTY_LOG, &log);
+	log.slot = 1 << 16;
+	IOCTL("KVM_GET_DIRTY_LOG as_id 1", vm, KVM_GET_DIRTY_LOG, &log);
+	log.slot = 4;
+	log.dirty_bitmap = (void *)8;
+	IOCTL("KVM_GET_DIRTY_LOG bad buffer", vm, KVM_GET_DIRTY_LOG, &log);
+	memset(&ec, 0, sizeof(ec));
+	ec.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2;
+	ec.args[0] = 4;
+	IOCTL("ENABLE_CAP(MANUAL_DIRTY_LOG_PROTECT2, 4)", vm, KVM_ENABLE_CAP, &ec);
+	ec.args[0] = 2;
+	IOCTL("ENABLE_CAP(MANUAL_DIRTY_LOG_PROTECT2, 2)", vm, KVM_ENABLE_CAP, &ec);
+	ec.args[0] = 3;
+	ec.flags = 1;
+	IOCTL("ENABLE_CAP(MANUAL_DIRTY_LOG_PROTECT2, 3, flags 1)", vm, KVM_ENABLE_CAP, &ec);
+	ec.flags = 0;
+	IOCTL("ENABLE_CAP(MANUAL_DIRTY_LOG_PROTECT2, 3)", vm, KVM_ENABLE_CAP, &ec);
+	ec.cap = 0x7fff;
+	IOCTL("ENABLE_CAP(unknown)", vm, KVM_ENABLE_CAP, &ec);
+	REGION("slot 6 create logging (initially set)", vm, 6, KVM_MEM_LOG_DIRTY_PAGES, 0x2000000, 70 * page, mem);
+	memset(bitmap, 0, sizeof(bitmap));
+	log.slot = 6;
+	log.dirty_bitmap = bitmap;
+	IOCTL("KVM_GET_DIRTY_LOG slot 6", vm, KVM_GET_DIRTY_LOG, &log);
+	printf("KVM_GET_DIRTY_LOG slot 6 bitmap: %#llx %#llx\n", (unsigned long long)bitmap[0],
+	       (unsigned long long)bitmap[1]);
+	memset(&clr, 0, sizeof(clr));
+	clr.slot = 6;
+	clr.first_page = 1;
+	clr.num_pages = 64;
+	clr.dirty_bitmap = bitmap;
+	IOCTL("KVM_CLEAR_DIRTY_LOG first_page 1", vm, KVM_CLEAR_DIRTY_LOG, &clr);
+	clr.first_page = 0;
+	clr.num_pages = 71;
+	IOCTL("KVM_CLEAR_DIRTY_LOG beyond the slot", vm, KVM_CLEAR_DIRTY_LOG, &clr);
+	clr.num_pages = 65;
+	IOCTL("KVM_CLEAR_DIRTY_LOG 65 pages", vm, KVM_CLEAR_DIRTY_LOG, &clr);
+	bitmap[0] = 0xff;
+	bitmap[1] = 0;
+	clr.num_pages = 64;
+	IOCTL("KVM_CLEAR_DIRTY_LOG 64 pages", vm, KVM_CLEAR_DIRTY_LOG, &clr);
+	clr.first_page = 64;
+	clr.num_pages = 6;
+	bitmap[0] = 1;
+	IOCTL("KVM_CLEAR_DIRTY_LOG the tail", vm, KVM_CLEAR_DIRTY_LOG, &clr);
+	IOCTL("KVM_GET_DIRTY_LOG slot 6 again", vm, KVM_GET_DIRTY_LOG, &log);
+	printf("KVM_GET_DIRTY_LOG slot 6 bitmap: %#llx %#llx\n", (unsigned long long)bitmap[0],
+	       (unsigned long long)bitmap[1]);
+
+	/* vCPUs. */
+	max_id = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPU_ID);
+	if (max_id <= 0)
+		max_id = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	IOCTL_FD("KVM_CREATE_VCPU(max id)", vm, KVM_CREATE_VCPU, max_id);
+	IOCTL_FD("KVM_CREATE_VCPU(-1)", vm, KVM_CREATE_VCPU, -1L);
+	vcpu = IOCTL_FD("KVM_CREATE_VCPU(0)", vm, KVM_CREATE_VCPU, 0);
+	IOCTL_FD("KVM_CREATE_VCPU(0) again", vm, KVM_CREATE_VCPU, 0);
+	vcpu1 = IOCTL_FD("KVM_CREATE_VCPU(max id - 1)", vm, KVM_CREATE_VCPU, max_id - 1);
+	if (vcpu < 0 || vcpu1 < 0)
+		return 1;
+	stats("vcpu", IOCTL_FD("vcpu KVM_GET_STATS_FD", vcpu, KVM_GET_STATS_FD, 0));
+	run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	printf("mmap vcpu (run + ring): %s\n", run == MAP_FAILED ? "failed" : "ok");
+	if (run != MAP_FAILED) {
+		printf("kvm_run exit_reason: %u\n", run->exit_reason);
+		munmap(run, mmap_size);
+	}
+	run = mmap(NULL, page, PROT_READ, MAP_SHARED, vcpu, page);
+	printf("mmap vcpu page 1 (ring): %s\n", run == MAP_FAILED ? "failed" : "ok");
+	if (run != MAP_FAILED)
+		munmap(run, page);
+	IOCTL("vm CHECK_EXTENSION after vCPUs: MAX_VCPUS", vm, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	REGION("slot 7 with vCPUs", vm, 7, 0, 0x3000000, page, mem);
+	IOCTL("vcpu KVM_RUN(arg 1)", vcpu, KVM_RUN, 1);
+	IOCTL("vcpu unknown KVMIO ioctl", vcpu, _IO(KVMIO, 0xff), 0);
+	IOCTL("vcpu foreign ioctl", vcpu, _IO(0x41, 1), 0);
+	IOCTL("vm unknown KVMIO ioctl", vm, _IO(KVMIO, 0xfe), 0);
+	IOCTL("vm foreign ioctl", vm, _IO(0x41, 1), 0);
+#ifdef __riscv
+	{
+		struct kvm_one_reg reg;
+		uint64_t v = 0;
+
+		run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu1, 0);
+		if (run != MAP_FAILED) {
+			run->immediate_exit = 1;
+			IOCTL("vcpu KVM_RUN(immediate_exit)", vcpu1, KVM_RUN, 0);
+			munmap(run, mmap_size);
+		}
+		reg.id = KVM_REG_RISCV | KVM_REG_SIZE_U64 | KVM_REG_RISCV_CONFIG |
+			 KVM_REG_RISCV_CONFIG_REG(satp_mode);
+		reg.addr = (uint64_t)(uintptr_t)&v;
+		IOCTL("GET_ONE_REG(config satp_mode)", vcpu, KVM_GET_ONE_REG, &reg);
+		printf("satp_mode: %llu\n", (unsigned long long)v);
+		IOCTL("SET_ONE_REG(config satp_mode, same)", vcpu, KVM_SET_ONE_REG, &reg);
+		v = 1;
+		IOCTL("SET_ONE_REG(config satp_mode, other)", vcpu, KVM_SET_ONE_REG, &reg);
+		reg.id = KVM_REG_RISCV | KVM_REG_SIZE_U32 | KVM_REG_RISCV_CONFIG |
+			 KVM_REG_RISCV_CONFIG_REG(satp_mode);
+		IOCTL("GET_ONE_REG(config satp_mode, u32)", vcpu, KVM_GET_ONE_REG, &reg);
+		reg.id = KVM_REG_RISCV | KVM_REG_SIZE_U64 | KVM_REG_RISCV_CONFIG | 0xfff;
+		IOCTL("GET_ONE_REG(config 0xfff)", vcpu, KVM_GET_ONE_REG, &reg);
+		reg.id = KVM_REG_RISCV | KVM_REG_SIZE_U64 | 0xff000000;
+		IOCTL("GET_ONE_REG(type 0xff)", vcpu, KVM_GET_ONE_REG, &reg);
+		reg.id = KVM_REG_RISCV | KVM_REG_SIZE_U64 | KVM_REG_RISCV_CONFIG |
+			 KVM_REG_RISCV_CONFIG_REG(satp_mode);
+		reg.addr = 8;
+		IOCTL("GET_ONE_REG(bad buffer)", vcpu, KVM_GET_ONE_REG, &reg);
+		memset(&ec, 0, sizeof(ec));
+		ec.cap = KVM_CAP_VM_GPA_BITS;
+		ec.args[0] = 41;
+		IOCTL("ENABLE_CAP(VM_GPA_BITS, 41) with vCPUs", vm, KVM_ENABLE_CAP, &ec);
+	}
+#endif
+#ifdef __aarch64__
+	{
+		struct kvm_vcpu_init init;
+		struct kvm_one_reg reg;
+		uint64_t v = 0;
+
+		reg.id = KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM64_SYSREG |
+			 (3 << 14) | (7 << 3); /* ID_AA64MMFR0_EL1 */
+		reg.addr = (uint64_t)(uintptr_t)&v;
+		IOCTL("GET_ONE_REG before VCPU_INIT", vcpu, KVM_GET_ONE_REG, &reg);
+		IOCTL("vcpu KVM_RUN before VCPU_INIT", vcpu, KVM_RUN, 0);
+		memset(&init, 0xff, sizeof(init));
+		IOCTL("KVM_ARM_PREFERRED_TARGET", vm, KVM_ARM_PREFERRED_TARGET, &init);
+		printf("preferred target %u features %#x\n", init.target, init.features[0]);
+		init.target = 0;
+		IOCTL("KVM_ARM_VCPU_INIT(target 0)", vcpu, KVM_ARM_VCPU_INIT, &init);
+		init.target = KVM_ARM_TARGET_GENERIC_V8;
+		init.features[1] = 1;
+		IOCTL("KVM_ARM_VCPU_INIT(features[1])", vcpu, KVM_ARM_VCPU_INIT, &init);
+		init.features[1] = 0;
+		init.features[0] = 1u << 31;
+		IOCTL("KVM_ARM_VCPU_INIT(feature 31)", vcpu, KVM_ARM_VCPU_INIT, &init);
+		init.features[0] = 0;
+		IOCTL("KVM_ARM_VCPU_INIT", vcpu, KVM_ARM_VCPU_INIT, &init);
+		IOCTL("KVM_ARM_VCPU_INIT again", vcpu, KVM_ARM_VCPU_INIT, &init);
+		IOCTL("GET_ONE_REG(ID_AA64MMFR0_EL1)", vcpu, KVM_GET_ONE_REG, &reg);
+		printf("ID_AA64MMFR0_EL1.TGRAN4: %llu\n", (unsigned long long)((v >> 28) & 0xf));
+		reg.id |= 1;
+		IOCTL("GET_ONE_REG(unknown sysreg)", vcpu, KVM_GET_ONE_REG, &reg);
+		reg.id = 0x1234;
+		IOCTL("GET_ONE_REG(not arm64)", vcpu, KVM_GET_ONE_REG, &reg);
+	}
+#endif
+	IOCTL("vm KVM_CHECK_EXTENSION(-1)", vm, KVM_CHECK_EXTENSION, -1L);
+	close(vcpu);
+	close(vcpu1);
+	close(vm);
+	close(kvm);
+	munmap(mem, 128 * page);
+	munmap(ro, 4 * page);
+	printf("# done\n");
+	return 0;
+}
