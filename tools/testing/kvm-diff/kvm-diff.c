@@ -397,9 +397,17 @@ int main(void)
 		init.features[0] = 0;
 		IOCTL("KVM_ARM_VCPU_INIT", vcpu, KVM_ARM_VCPU_INIT, &init);
 		IOCTL("KVM_ARM_VCPU_INIT again", vcpu, KVM_ARM_VCPU_INIT, &init);
+		run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+		if (run != MAP_FAILED) {
+			run->immediate_exit = 1;
+			IOCTL("vcpu KVM_RUN(immediate_exit)", vcpu, KVM_RUN, 0);
+			munmap(run, mmap_size);
+		}
 		IOCTL("GET_ONE_REG(ID_AA64MMFR0_EL1)", vcpu, KVM_GET_ONE_REG, &reg);
 		printf("ID_AA64MMFR0_EL1.TGRAN4: %llu\n", (unsigned long long)((v >> 28) & 0xf));
-		reg.id |= 1;
+		/* op0 3, op1 7, CRn 15, CRm 15, op2 7: no such register. */
+		reg.id = KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM64_SYSREG |
+			 (3 << 14) | (7 << 11) | (15 << 7) | (15 << 3) | 7;
 		IOCTL("GET_ONE_REG(unknown sysreg)", vcpu, KVM_GET_ONE_REG, &reg);
 		reg.id = 0x1234;
 		IOCTL("GET_ONE_REG(not arm64)", vcpu, KVM_GET_ONE_REG, &reg);
