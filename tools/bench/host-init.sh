@@ -112,6 +112,11 @@ for step in $(echo "$todo" | tr , ' '); do
 			rc=2
 		else
 			kvm-diff >/mnt/share/kvm-diff.txt 2>&1 || rc=1
+			# Everything closed: kvm_rs must unload (informational line).
+			if [ "$backend" = kvm_rs ]; then
+				if rmmod kvm_rs 2>/dev/null; then r=ok; else r=failed; rc=1; fi
+				echo "# rmmod kvm_rs after kvm-diff: $r" >>/mnt/share/kvm-diff.txt
+			fi
 			echo "KVMRS-DIFF $(grep -vc '^#' /mnt/share/kvm-diff.txt) steps, rc=$rc"
 			sync
 		fi

@@ -29,6 +29,24 @@
 #define KVM_STATS_NAME_SIZE 48
 #endif
 
+/* Informational: the module's reference count (kvm_rs, or upstream kvm.ko). */
+static void refcnt(const char *when)
+{
+	const char *mods[] = { "/sys/module/kvm_rs/refcnt", "/sys/module/kvm/refcnt" };
+	char buf[32];
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		FILE *f = fopen(mods[i], "r");
+
+		if (!f)
+			continue;
+		if (fgets(buf, sizeof(buf), f))
+			printf("# %s refcnt %s: %s", mods[i], when, buf);
+		fclose(f);
+	}
+}
+
 static const char *errname(int e)
 {
 	switch (e) {
@@ -414,12 +432,15 @@ int main(void)
 	}
 #endif
 	IOCTL("vm KVM_CHECK_EXTENSION(-1)", vm, KVM_CHECK_EXTENSION, -1L);
+	refcnt("with fds open");
 	close(vcpu);
 	close(vcpu1);
 	close(vm);
 	close(kvm);
 	munmap(mem, 128 * page);
 	munmap(ro, 4 * page);
+	/* File release is deferred (task work), done by the time close() returns. */
+	refcnt("after closing everything");
 	printf("# done\n");
 	return 0;
 }
