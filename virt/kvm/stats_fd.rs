@@ -125,7 +125,7 @@ impl AnonInodeFile for StatsFd {
                 break;
             }
             let copied = iov.copy_to_iter(chunk.get(..n).unwrap_or(&[]));
-            total += copied;
+            total = total.saturating_add(copied);
             pos = pos.saturating_add(copied as u64);
             if copied < n {
                 // A fault in the user buffer: upstream's copy_to_user()
