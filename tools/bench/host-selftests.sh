@@ -9,6 +9,10 @@ st=/opt/kvmrs/selftests
 res=$share/selftests
 mkdir -p "$res"
 : >"$res/results.txt"
+# Reserved 2 MiB hugepages, as a KVM developer's test machine has them:
+# arm64/stage2_block_transitions wants 32 MiB (and skips without them).
+echo 32 >/proc/sys/vm/nr_hugepages 2>/dev/null
+echo "KVMRS-ST hugepages: $(cat /proc/sys/vm/nr_hugepages 2>/dev/null) x 2 MiB reserved"
 up() { cut -d' ' -f1 /proc/uptime; }
 n=$(grep -c . "$share/plan.txt")
 i=0

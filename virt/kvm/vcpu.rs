@@ -44,10 +44,7 @@ use super::{
         OneReg, //
     },
     vm::Vm,
-    vm_limits::{
-        KVM_COALESCED_MMIO_PAGE_OFFSET,
-        RISCV_KVM_MAX_VCPUS, //
-    },
+    vm_limits::KVM_COALESCED_MMIO_PAGE_OFFSET,
 };
 use crate::arch::Host;
 use kernel::{
@@ -76,6 +73,7 @@ use kernel::{
         PAGE_SIZE, //
     },
     prelude::*,
+    str::CString,
     sync::{
         Arc,
         Mutex, //
@@ -138,56 +136,6 @@ impl Vcpu {
     }
 }
 
-/// Names `kvm-vcpu:<id>` for every possible vCPU id, built at compile time:
-/// `anon_inode::create_file` takes a `&'static CStr` (the kernel copies the
-/// name into the dentry, so a stack buffer would do; see the report on the
-/// abstraction).
-const NAME_LEN: usize = 16;
-/// Ids covered by [`VCPU_NAMES`]: the largest `KVM_MAX_VCPU_IDS` of both
-/// arches.
-const NAMED_IDS: usize = RISCV_KVM_MAX_VCPUS as usize;
-static VCPU_NAMES: [[u8; NAME_LEN]; NAMED_IDS] = vcpu_names();
-
-const fn vcpu_names() -> [[u8; NAME_LEN]; NAMED_IDS] {
-    let prefix = b"kvm-vcpu:";
-    let mut table = [[0u8; NAME_LEN]; NAMED_IDS];
-    let mut id = 0;
-    while id < NAMED_IDS {
-        let mut i = 0;
-        while i < prefix.len() {
-            table[id][i] = prefix[i];
-            i += 1;
-        }
-        // Decimal digits, most significant first (ids have at most 4).
-        let mut digits = [0u8; 4];
-        let mut n = 0;
-        let mut v = id;
-        loop {
-            digits[n] = b'0' + (v % 10) as u8;
-            n += 1;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        while n > 0 {
-            n -= 1;
-            table[id][i] = digits[n];
-            i += 1;
-        }
-        id += 1;
-    }
-    table
-}
-
-/// The anon-inode name of vCPU `id`.
-fn vcpu_name(id: u32) -> &'static CStr {
-    VCPU_NAMES
-        .get(id as usize)
-        .and_then(|b| CStr::from_bytes_until_nul(b).ok())
-        .unwrap_or(c"kvm-vcpu")
-}
-
 /// What a vCPU fd (and its mapping) refers to.
 pub(crate) struct VcpuRef {
     /// The VM (`kvm_get_kvm()` of the vCPU fd).
@@ -227,7 +175,9 @@ pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> R
         },
         GFP_KERNEL_ACCOUNT,
     )?;
-    let file = anon_inode::create_file::<VcpuFile>(vcpu_name(id), data, O_RDWR)?;
+    // The kernel copies the name into the file's dentry.
+    let name = CString::try_from_fmt(fmt!("kvm-vcpu:{id}"))?;
+    let file = anon_inode::create_file::<VcpuFile>(&name, data, O_RDWR)?;
     // Cannot fail: capacity was reserved above. On the impossible error
     // the file is released (deferred fput) and the fd unreserved.
     vcpus.push_within_capacity(vcpu).map_err(|_| ENOMEM)?;
