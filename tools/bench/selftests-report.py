@@ -47,6 +47,10 @@ def reason_of(result, rc, log):
         for l in reversed(lines):
             if "Requirement not met" in l or "SKIP" in l.upper():
                 return l.strip()[:300]
+        # Tests that exit(KSFT_SKIP) after printing their own explanation.
+        for l in reversed(lines):
+            if not l.startswith("Random seed"):
+                return l.strip()[:300]
         return "skipped (exit 4)"
     # Failures: the TEST_ASSERT block, else kselftest "not ok" lines.
     if "==== Test Assertion Failure ====" in log:
