@@ -26,3 +26,9 @@ pub mod stats;
 
 #[path = "../../../virt/kvm/vm_limits.rs"]
 pub mod vm_limits;
+
+#[path = "../../../virt/kvm/requests.rs"]
+pub mod requests;
+
+#[path = "../../../virt/kvm/ioeventfd.rs"]
+pub mod ioeventfd;
