@@ -13,6 +13,7 @@ use super::{
     abi::Errno,
     memslot::MemslotLimits,
     stats::StatsSchema,
+    uapi::GuestDebug,
     vm_limits::VcpuLimits,
 };
 use kernel::prelude::*;
@@ -129,8 +130,15 @@ pub(crate) trait Arch {
     /// - arm64: `KVM_ARM_PREFERRED_TARGET`.
     fn vm_ioctl(cmd: u32, arg: usize) -> Result<isize, Errno>;
 
-    /// Creates the arch state of vCPU `id` (`kvm_arch_vcpu_create()`).
-    fn vcpu_create(id: u32) -> Result<Self::Vcpu, Errno>;
+    /// Creates the arch state of vCPU `id`, the VM's `idx`-th vCPU (0 for
+    /// the first created) (`kvm_arch_vcpu_create()` and
+    /// `kvm_arch_vcpu_postcreate()`).
+    ///
+    /// - riscv64: every vCPU but the first starts `STOPPED` (the boot vCPU
+    ///   brings the others up with SBI HSM);
+    /// - arm64: `RUNNABLE`, not initialized (`KVM_ARM_VCPU_INIT` decides
+    ///   the power state).
+    fn vcpu_create(id: u32, idx: usize) -> Result<Self::Vcpu, Errno>;
 
     /// A vCPU ioctl the core does not know (`kvm_arch_vcpu_ioctl()`);
     /// `EINVAL` when the arch does not know it either.
@@ -160,6 +168,40 @@ pub(crate) trait Arch {
     ) -> Result<(), Errno>;
 
     /// Whether `KVM_RUN` may proceed (`ENOEXEC` for a vCPU that needs an
-    /// init ioctl first, as arm64 does without `KVM_ARM_VCPU_INIT`).
+    /// init ioctl first, as arm64 does without `KVM_ARM_VCPU_INIT`). Runs
+    /// before `immediate_exit` is looked at.
     fn vcpu_run_check(vcpu: &mut Self::Vcpu) -> Result<(), Errno>;
+
+    /// `KVM_RUN` once the core has checked `immediate_exit`, applied the
+    /// signal mask, found no signal pending and handled the requests: enter
+    /// the guest and return when userspace must act.
+    ///
+    /// - riscv64 and arm64: there is no world switch yet; both return
+    ///   `ENOEXEC`, honestly refusing to run the guest.
+    fn vcpu_run(vcpu: &mut Self::Vcpu) -> Result<(), Errno>;
+
+    /// `KVM_GET_MP_STATE` (`kvm_arch_vcpu_ioctl_get_mpstate()`): the
+    /// vCPU's `KVM_MP_STATE_*`.
+    ///
+    /// - riscv64 and arm64: the stored state.
+    fn get_mp_state(vcpu: &Self::Vcpu) -> u32;
+
+    /// `KVM_SET_MP_STATE` (`kvm_arch_vcpu_ioctl_set_mpstate()`): `EINVAL`
+    /// for a state the arch does not accept.
+    ///
+    /// - riscv64: `RUNNABLE` and `STOPPED` (`INIT_RECEIVED` only with
+    ///   `KVM_CAP_RISCV_MP_STATE_RESET`, which kvm_rs does not offer);
+    /// - arm64: `RUNNABLE`, `STOPPED` and `SUSPENDED`.
+    fn set_mp_state(vcpu: &mut Self::Vcpu, state: u32) -> Result<(), Errno>;
+
+    /// `KVM_SET_GUEST_DEBUG` (`kvm_arch_vcpu_ioctl_set_guest_debug()`):
+    /// validates and stores the debug control. Nothing acts on it until the
+    /// world switch exists, so `KVM_CAP_SET_GUEST_DEBUG` is not claimed.
+    ///
+    /// - riscv64: any control; stored if `KVM_GUESTDBG_ENABLE` is set,
+    ///   else cleared;
+    /// - arm64: `EINVAL` for bits outside `KVM_GUESTDBG_VALID_MASK`
+    ///   (`ENABLE`, `SINGLESTEP`, `USE_SW_BP`, `USE_HW`); without `ENABLE`
+    ///   cleared; with `USE_HW` the breakpoint/watchpoint registers are kept.
+    fn set_guest_debug(vcpu: &mut Self::Vcpu, dbg: &GuestDebug) -> Result<(), Errno>;
 }

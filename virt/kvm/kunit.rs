@@ -332,3 +332,56 @@ mod mmu_invalidate_tests {
         assert!(s.gfn_to_memslot(0x101).is_none());
     }
 }
+
+#[kunit_tests(kvm_rs_ioeventfd)]
+mod ioeventfd_tests {
+    use super::*;
+    use crate::kvm::{
+        ioeventfd::{
+            IoeventfdArgs,
+            Ioeventfds,
+            FLAG_DATAMATCH,
+            FLAG_DEASSIGN,
+            FLAG_PIO, //
+        },
+        requests::{
+            Requests,
+            REQ_TLB_FLUSH,
+            REQ_VM_DEAD, //
+        },
+    };
+
+    fn args(addr: u64, len: u32, flags: u32, datamatch: u64) -> IoeventfdArgs {
+        IoeventfdArgs { datamatch, addr, len, fd: 3, flags }
+    }
+
+    #[test]
+    fn assign_collide_deassign_with_kvvec() {
+        let mut r: Ioeventfds<KernelAlloc, i32> = Ioeventfds::new();
+        let get = |fd: i32| -> Result<i32, Errno> { Ok(fd) };
+        assert_eq!(r.ioctl(&args(0x1000, 4, FLAG_DATAMATCH, 1), get), Ok(()));
+        assert_eq!(r.ioctl(&args(0x1000, 4, FLAG_DATAMATCH, 2), get), Ok(()));
+        assert_eq!(r.ioctl(&args(0x1000, 4, 0, 0), get), Err(Errno::EEXIST));
+        assert_eq!(r.ioctl(&args(0x1000, 0, FLAG_PIO, 0), get), Ok(()));
+        assert_eq!(r.ioctl(&args(0x1000, 3, 0, 0), get), Err(Errno::EINVAL));
+        assert_eq!(r.ioctl(&args(u64::MAX, 1, 0, 0), get), Err(Errno::EINVAL));
+        assert_eq!(r.ioctl(&args(0x1000, 4, FLAG_DEASSIGN, 0), get), Err(Errno::ENOENT));
+        assert_eq!(r.ioctl(&args(0x1000, 4, FLAG_DEASSIGN | FLAG_DATAMATCH, 1), get), Ok(()));
+        assert_eq!(r.entries().len(), 2);
+        // Many registrations: the vector grows without a count limit.
+        for i in 0..2000u64 {
+            assert_eq!(r.ioctl(&args(0x10_0000 + 8 * i, 8, 0, 0), get), Ok(()));
+        }
+        assert_eq!(r.entries().len(), 2002);
+    }
+
+    #[test]
+    fn requests_with_kernel_atomics() {
+        let r = Requests::new();
+        r.make(REQ_VM_DEAD);
+        assert!(r.pending());
+        assert!(!r.check(REQ_TLB_FLUSH));
+        assert!(r.check(REQ_VM_DEAD));
+        assert!(!r.pending());
+    }
+}

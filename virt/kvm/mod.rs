@@ -10,20 +10,25 @@
 //!
 //! - pure logic, built from `core` only and also tested on the host with
 //!   `cargo test` (`tools/testing/host`): [`abi`], [`storage`], [`memslot`],
-//!   [`dirty_log`], [`mmu_invalidate`], [`stats`], [`vm_limits`];
+//!   [`dirty_log`], [`mmu_invalidate`], [`stats`], [`vm_limits`],
+//!   [`requests`], [`ioeventfd`];
 //! - the kernel glue that turns them into file descriptors: [`dev`]
 //!   (`/dev/kvm`), [`vm`] (VM fd), [`vcpu`] (vCPU fd), [`stats_fd`] (binary
-//!   statistics fds), [`kalloc`] (the kernel's [`storage::Alloc`]) and
-//!   [`uapi`] (the ioctl argument structures).
+//!   statistics fds), [`kalloc`] (the kernel's [`storage::Alloc`]),
+//!   [`eventfd`] (eventfd references) and [`uapi`] (the ioctl argument
+//!   structures).
 
 pub(crate) mod abi;
 pub(crate) mod arch;
 mod dev;
 pub(crate) mod dirty_log;
+mod eventfd;
+pub(crate) mod ioeventfd;
 mod kalloc;
 mod kunit;
 pub(crate) mod memslot;
 pub(crate) mod mmu_invalidate;
+pub(crate) mod requests;
 pub(crate) mod stats;
 mod stats_fd;
 pub(crate) mod storage;

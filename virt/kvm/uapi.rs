@@ -147,6 +147,53 @@ uapi_mirror! {
     }
 }
 
+uapi_mirror! {
+    /// `struct kvm_mp_state` (`KVM_GET_MP_STATE`, `KVM_SET_MP_STATE`).
+    MpState = kvm_mp_state {
+        /// `KVM_MP_STATE_*`.
+        mp_state: u32 = mp_state,
+    }
+}
+
+uapi_mirror! {
+    /// `struct kvm_ioeventfd` (`KVM_IOEVENTFD`).
+    Ioeventfd = kvm_ioeventfd {
+        /// Compared with the written value with `KVM_IOEVENTFD_FLAG_DATAMATCH`.
+        datamatch: u64 = datamatch,
+        /// Guest physical (or port) address.
+        addr: u64 = addr,
+        /// Access length (0 = any).
+        len: u32 = len,
+        /// The eventfd.
+        fd: i32 = fd,
+        /// `KVM_IOEVENTFD_FLAG_*`.
+        flags: u32 = flags,
+        /// Padding (36 bytes, as 9 words so that `Default` derives).
+        pad: [u32; 9] = pad,
+    }
+}
+
+uapi_mirror! {
+    /// The fixed head of `struct kvm_signal_mask` (`KVM_SET_SIGNAL_MASK`);
+    /// `len` bytes of sigset follow it.
+    SignalMaskHead = kvm_signal_mask {
+        /// Size of the sigset that follows.
+        len: u32 = len,
+    }
+}
+
+/// `struct kvm_guest_debug` (`KVM_SET_GUEST_DEBUG`): `control`, padding and
+/// the arch part (empty on riscv64, the breakpoint and watchpoint registers
+/// on arm64).
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub(crate) struct GuestDebug(pub(crate) uapi::kvm_guest_debug);
+
+// SAFETY: `kvm_guest_debug` is `repr(C)` of `u32`s and (arm64) `u64`
+// arrays, without padding (the explicit `pad` keeps the arch part aligned):
+// every bit pattern is valid.
+unsafe impl FromBytes for GuestDebug {}
+
 /// Size in bytes of the register `id` names (`KVM_REG_SIZE()`): 1 to 2048.
 pub(crate) fn reg_size(id: u64) -> usize {
     let shift = (id & uapi::KVM_REG_SIZE_MASK) >> uapi::KVM_REG_SIZE_SHIFT;
@@ -164,6 +211,23 @@ pub(crate) const KVM_GET_ONE_REG: u32 =
 pub(crate) const KVM_SET_ONE_REG: u32 =
     super::abi::ioc(1, super::abi::KVMIO, 0xac, size_of::<OneReg>() as u32);
 
+/// `KVM_GET_MP_STATE`: `_IOR(KVMIO, 0x98, struct kvm_mp_state)`.
+pub(crate) const KVM_GET_MP_STATE: u32 =
+    super::abi::ioc(2, super::abi::KVMIO, 0x98, size_of::<MpState>() as u32);
+/// `KVM_SET_MP_STATE`: `_IOW(KVMIO, 0x99, struct kvm_mp_state)`.
+pub(crate) const KVM_SET_MP_STATE: u32 =
+    super::abi::ioc(1, super::abi::KVMIO, 0x99, size_of::<MpState>() as u32);
+/// `KVM_SET_GUEST_DEBUG`: `_IOW(KVMIO, 0x9b, struct kvm_guest_debug)` (its
+/// size, and so the number, differs per arch).
+pub(crate) const KVM_SET_GUEST_DEBUG: u32 =
+    super::abi::ioc(1, super::abi::KVMIO, 0x9b, size_of::<GuestDebug>() as u32);
+/// `KVM_SET_SIGNAL_MASK`: `_IOW(KVMIO, 0x8b, struct kvm_signal_mask)`.
+pub(crate) const KVM_SET_SIGNAL_MASK: u32 =
+    super::abi::ioc(1, super::abi::KVMIO, 0x8b, size_of::<SignalMaskHead>() as u32);
+/// `KVM_IOEVENTFD`: `_IOW(KVMIO, 0x79, struct kvm_ioeventfd)`.
+pub(crate) const KVM_IOEVENTFD: u32 =
+    super::abi::ioc(1, super::abi::KVMIO, 0x79, size_of::<Ioeventfd>() as u32);
+
 #[kunit_tests(kvm_rs_uapi)]
 mod tests {
     use super::*;
@@ -175,6 +239,7 @@ mod tests {
     };
     use kernel::ioctl::{
         _IO,
+        _IOR,
         _IOW,
         _IOWR, //
     };
@@ -191,6 +256,11 @@ mod tests {
         assert_eq!(KVM_SET_ONE_REG, _IOW::<uapi::kvm_one_reg>(k, 0xac));
         assert_eq!(vm_limits::KVM_CREATE_VCPU, _IO(k, 0x41));
         assert_eq!(stats::KVM_GET_STATS_FD, _IO(k, 0xce));
+        assert_eq!(KVM_GET_MP_STATE, _IOR::<uapi::kvm_mp_state>(k, 0x98));
+        assert_eq!(KVM_SET_MP_STATE, _IOW::<uapi::kvm_mp_state>(k, 0x99));
+        assert_eq!(KVM_SET_GUEST_DEBUG, _IOW::<uapi::kvm_guest_debug>(k, 0x9b));
+        assert_eq!(KVM_SET_SIGNAL_MASK, _IOW::<uapi::kvm_signal_mask>(k, 0x8b));
+        assert_eq!(KVM_IOEVENTFD, _IOW::<uapi::kvm_ioeventfd>(k, 0x79));
     }
 
     #[test]

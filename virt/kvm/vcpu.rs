@@ -18,10 +18,25 @@
 //! `SIGBUS`, as upstream's `kvm_vcpu_fault()` answers. The mapping holds its
 //! own page references, so it stays valid after the vCPU is gone.
 //!
-//! # Guest execution
+//! # `KVM_RUN`
 //!
-//! There is none yet: `KVM_RUN` returns `EINTR` when `immediate_exit` is
-//! set (so `KVM_CAP_IMMEDIATE_EXIT` is honest) and `ENOEXEC` otherwise.
+//! As upstream's `kvm_vcpu_ioctl(KVM_RUN)` and the riscv64/arm64
+//! `kvm_arch_vcpu_ioctl_run()`: only the VM's creator (its mm, else `EIO`)
+//! may run it, serialised by the vCPU mutex; the argument must be 0
+//! (`EINVAL`); the arch may refuse first (arm64: `ENOEXEC` before
+//! `KVM_ARM_VCPU_INIT`); `immediate_exit` returns `EINTR` without touching
+//! `exit_reason` (x86 sets `KVM_EXIT_INTR` there, riscv64 and arm64 do
+//! not). Then the vCPU's signal mask (`KVM_SET_SIGNAL_MASK`) replaces the
+//! task's for the duration of the run (`kvm_sigset_activate()`),
+//! `exit_reason` becomes `KVM_EXIT_UNKNOWN`, a pending signal ends the run
+//! with `EINTR` and `KVM_EXIT_INTR`, pending requests
+//! ([`requests`](super::requests)) are handled, and the arch's run hook is
+//! called. There is no world switch yet: that hook returns `ENOEXEC`.
+//!
+//! Not yet: `signal_exits` does not count (the statistics are static), the
+//! vCPU mutex is not killable (upstream's `mutex_lock_killable()` returns
+//! `EINTR` to a killed waiter; the kernel crate has no killable lock), and
+//! `vcpu->pid` is not tracked (nothing yields to or kicks a vCPU thread).
 
 use super::{
     abi::{
@@ -30,6 +45,12 @@ use super::{
         KVM_RUN, //
     },
     arch::Arch,
+    requests::{
+        Requests,
+        REQ_TLB_FLUSH,
+        REQ_UNBLOCK,
+        REQ_VM_DEAD, //
+    },
     stats::{
         StatsId,
         KVM_GET_STATS_FD, //
@@ -41,7 +62,10 @@ use super::{
     uapi::{
         self,
         read_user,
-        OneReg, //
+        GuestDebug,
+        MpState,
+        OneReg,
+        SignalMaskHead, //
     },
     vm::Vm,
     vm_limits::KVM_COALESCED_MMIO_PAGE_OFFSET,
@@ -86,6 +110,25 @@ use kernel::{
 
 /// Byte offset of `immediate_exit__unsafe` in `struct kvm_run`.
 const RUN_IMMEDIATE_EXIT: usize = core::mem::offset_of!(kernel::uapi::kvm_run, immediate_exit__unsafe);
+/// Byte offset of `exit_reason` in `struct kvm_run`.
+const RUN_EXIT_REASON: usize = core::mem::offset_of!(kernel::uapi::kvm_run, exit_reason);
+kernel::static_assert!(RUN_EXIT_REASON % core::mem::align_of::<u32>() == 0);
+
+/// The size of the kernel's `sigset_t`: what `kvm_signal_mask.len` must be.
+const SIGSET_SIZE: u32 = core::mem::size_of::<bindings::sigset_t>() as u32;
+kernel::static_assert!(SIGSET_SIZE == 8);
+
+/// `sigmask(SIGKILL) | sigmask(SIGSTOP)`: never blockable.
+const UNBLOCKABLE: u64 = (1 << (bindings::SIGKILL - 1)) | (1 << (bindings::SIGSTOP - 1));
+
+/// What `vcpu->mutex` protects.
+pub(crate) struct VcpuState {
+    /// The architecture state.
+    arch: <Host as Arch>::Vcpu,
+    /// `vcpu->sigset` when `vcpu->sigset_active`: the signal mask during
+    /// `KVM_RUN` (without `SIGKILL` and `SIGSTOP`).
+    sigset: Option<u64>,
+}
 
 /// A virtual CPU.
 ///
@@ -99,9 +142,11 @@ pub(crate) struct Vcpu {
     run: Page,
     /// The coalesced-MMIO ring page (stays empty: no coalesced zones yet).
     ring: Page,
-    /// `vcpu->mutex` and the architecture state it protects.
+    /// `vcpu->requests`: work to do before the next guest entry.
+    requests: Requests,
+    /// `vcpu->mutex` and the state it protects.
     #[pin]
-    arch: Mutex<<Host as Arch>::Vcpu>,
+    state: Mutex<VcpuState>,
     /// `vcpu->stats_id`: `kvm-<pid>/vcpu-<id>`.
     stats_id: StatsId,
     /// The vCPU statistics, in `Host::VCPU_STATS` order (nothing counts yet).
@@ -134,6 +179,112 @@ impl Vcpu {
         unsafe { bindings::kunmap_local(base) };
         v != 0
     }
+
+    /// Writes `kvm_run.exit_reason` (`KVM_EXIT_*`), as upstream's plain
+    /// store: userspace reads it after `KVM_RUN` returns.
+    fn set_exit_reason(&self, reason: u32) {
+        // SAFETY: `run` is a valid page (type invariant); the local mapping
+        // is undone below, in reverse order of mapping.
+        let base = unsafe { bindings::kmap_local_page(self.run.as_ptr()) };
+        // SAFETY: `base` maps a whole page; `exit_reason` is a `u32` inside
+        // `struct kvm_run` at a 4-byte aligned offset (checked at build
+        // time) of a page-aligned mapping. Userspace may write the page
+        // concurrently, so the store is volatile (`WRITE_ONCE()`).
+        unsafe { core::ptr::write_volatile(base.cast::<u8>().add(RUN_EXIT_REASON).cast::<u32>(), reason) };
+        // SAFETY: `base` was returned by `kmap_local_page` above.
+        unsafe { bindings::kunmap_local(base) };
+    }
+
+    /// `kvm_vcpu_kick()`: makes the vCPU notice a new request. A stub:
+    /// with no world switch, a vCPU never runs guest code or sleeps in
+    /// `KVM_RUN`, and handles its requests at the start of the next run.
+    /// The world switch will send an IPI to the CPU running the guest and
+    /// wake a halted vCPU.
+    #[allow(dead_code)]
+    pub(crate) fn kick(&self) {}
+
+    /// Raises `req` and kicks the vCPU (`kvm_make_request()` +
+    /// `kvm_vcpu_kick()`).
+    #[allow(dead_code)]
+    pub(crate) fn request(&self, req: super::requests::Request) {
+        self.requests.make(req);
+        self.kick();
+    }
+
+    /// Handles the pending requests before entering the guest (the arch
+    /// `kvm_*_check_vcpu_requests()`): `EIO` for a dead VM.
+    fn handle_requests(&self) -> Result {
+        if !self.requests.pending() {
+            return Ok(());
+        }
+        if self.requests.check(REQ_VM_DEAD) {
+            return Err(EIO);
+        }
+        // No stage-2 mappings yet: nothing to flush. Not halted: nothing
+        // to unblock.
+        self.requests.check(REQ_TLB_FLUSH);
+        self.requests.check(REQ_UNBLOCK);
+        Ok(())
+    }
+}
+
+/// The vCPU's signal mask applied to the current task for the duration of
+/// `KVM_RUN` (`kvm_sigset_activate()`), restored on drop
+/// (`kvm_sigset_deactivate()`).
+///
+/// Invariant: if `active`, `current->real_blocked` holds the task's own
+/// mask, saved by [`SigmaskGuard::activate`], and the guard has not left
+/// the task it was created on (it is neither `Send` nor stored).
+pub(crate) struct SigmaskGuard {
+    active: bool,
+    /// Not `Send`: the guard acts on the current task.
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl SigmaskGuard {
+    /// Blocks exactly `mask` in the current task, if there is one, saving
+    /// the task's mask in `current->real_blocked`.
+    pub(crate) fn activate(mask: Option<u64>) -> SigmaskGuard {
+        let Some(mask) = mask else {
+            return SigmaskGuard { active: false, _not_send: core::marker::PhantomData };
+        };
+        // `sigset_t` is one `unsigned long` (checked at build time), 64 bits.
+        let mut set = bindings::sigset_t { sig: [mask as kernel::ffi::c_ulong] };
+        let task = kernel::task::Task::current_raw();
+        // SAFETY: `task` is the current task, valid for the call. Only the
+        // current task writes its own `real_blocked` (upstream relies on
+        // the same: readers only need it to be a subset of `blocked`), so
+        // handing its address to `sigprocmask()` as the old-mask output is
+        // sound; `set` is a valid `sigset_t` for the call.
+        unsafe {
+            bindings::sigprocmask(
+                bindings::SIG_SETMASK as kernel::ffi::c_int,
+                &mut set,
+                core::ptr::addr_of_mut!((*task).real_blocked),
+            )
+        };
+        SigmaskGuard { active: true, _not_send: core::marker::PhantomData }
+    }
+}
+
+impl Drop for SigmaskGuard {
+    fn drop(&mut self) {
+        if !self.active {
+            return;
+        }
+        let task = kernel::task::Task::current_raw();
+        // SAFETY: `task` is the current task, the one `activate` ran on
+        // (the guard is not `Send`); its `real_blocked` holds the saved mask
+        // (type invariant), which becomes `blocked` again. `sigprocmask()`
+        // copies the new mask before writing anything, and no old mask is
+        // asked for.
+        unsafe {
+            let saved = core::ptr::addr_of_mut!((*task).real_blocked);
+            bindings::sigprocmask(bindings::SIG_SETMASK as kernel::ffi::c_int, saved, core::ptr::null_mut());
+            // `sigemptyset()`: only the current task writes it.
+            (*saved).sig = [0];
+        }
+    }
 }
 
 /// What a vCPU fd (and its mapping) refers to.
@@ -147,9 +298,7 @@ pub(crate) struct VcpuRef {
 /// Creates vCPU `id` of `vm`, adds it to `vcpus` and returns its fd. The
 /// caller holds `kvm->lock` and has reserved the vCPU in the VM's limits.
 pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> Result<isize> {
-    // `()` on riscv64, real state on arm64.
-    #[allow(clippy::let_unit_value)]
-    let arch = Host::vcpu_create(id)?;
+    let arch = Host::vcpu_create(id, vcpus.len())?;
     let stats_id = StatsId::vcpu(vm.pid(), i32::try_from(id).map_err(|_| EINVAL)?);
     let mut stats = KVVec::new();
     stats.extend_with(Host::VCPU_STATS.num_values(), 0u64, GFP_KERNEL_ACCOUNT)?;
@@ -158,7 +307,8 @@ pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> R
             id,
             run: Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?,
             ring: Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?,
-            arch <- new_mutex!(arch),
+            requests: Requests::new(),
+            state <- new_mutex!(VcpuState { arch, sigset: None }),
             stats_id,
             stats,
         }),
@@ -187,22 +337,70 @@ pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> R
 
 impl VcpuRef {
     /// `KVM_RUN`.
-    fn run(&self, arch: &mut <Host as Arch>::Vcpu, arg: usize) -> Result<isize> {
+    fn run(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
         if arg != 0 {
             return Err(EINVAL);
         }
-        Host::vcpu_run_check(arch)?;
-        if self.vcpu.immediate_exit() {
+        Host::vcpu_run_check(&mut st.arch)?;
+        let vcpu = &self.vcpu;
+        if vcpu.immediate_exit() {
             return Err(EINTR);
         }
-        // No world switch yet: honestly refuse to run the guest.
-        Err(ENOEXEC)
+        let _sigmask = SigmaskGuard::activate(st.sigset);
+        vcpu.set_exit_reason(kernel::uapi::KVM_EXIT_UNKNOWN);
+        // `kvm_xfer_to_guest_mode_handle_work()`, with the vCPU's mask.
+        if kernel::current!().signal_pending() {
+            vcpu.set_exit_reason(kernel::uapi::KVM_EXIT_INTR);
+            return Err(EINTR);
+        }
+        vcpu.handle_requests()?;
+        Host::vcpu_run(&mut st.arch)?;
+        Ok(0)
+    }
+
+    /// `KVM_SET_SIGNAL_MASK`: `arg` 0 clears the mask, else it points to a
+    /// `struct kvm_signal_mask` whose `len` must be `sizeof(sigset_t)`.
+    fn set_signal_mask(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
+        if arg == 0 {
+            st.sigset = None;
+            return Ok(0);
+        }
+        let head: SignalMaskHead = read_user(arg)?;
+        if head.len != SIGSET_SIZE {
+            return Err(EINVAL);
+        }
+        let at = arg.checked_add(core::mem::size_of::<SignalMaskHead>()).ok_or(EFAULT)?;
+        let mut bytes = [0u8; 8];
+        UserSlice::new(UserPtr::from_addr(at), bytes.len()).reader().read_slice(&mut bytes)?;
+        st.sigset = Some(u64::from_ne_bytes(bytes) & !UNBLOCKABLE);
+        Ok(0)
+    }
+
+    /// `KVM_GET_MP_STATE`.
+    fn get_mp_state(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
+        let mp = MpState { mp_state: Host::get_mp_state(&st.arch) };
+        UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<MpState>()).writer().write(&mp)?;
+        Ok(0)
+    }
+
+    /// `KVM_SET_MP_STATE`.
+    fn set_mp_state(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
+        let mp: MpState = read_user(arg)?;
+        Host::set_mp_state(&mut st.arch, mp.mp_state)?;
+        Ok(0)
+    }
+
+    /// `KVM_SET_GUEST_DEBUG`.
+    fn set_guest_debug(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
+        let dbg: GuestDebug = read_user(arg)?;
+        Host::set_guest_debug(&mut st.arch, &dbg)?;
+        Ok(0)
     }
 
     /// `KVM_GET_ONE_REG`.
-    fn get_one_reg(&self, arch: &mut <Host as Arch>::Vcpu, arg: usize) -> Result<isize> {
+    fn get_one_reg(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
         let reg: OneReg = read_user(arg)?;
-        let value = Host::get_one_reg(arch, reg.id)?;
+        let value = Host::get_one_reg(&mut st.arch, reg.id)?;
         let bytes = value.to_ne_bytes();
         let bytes = bytes.get(..uapi::reg_size(reg.id)).ok_or(EINVAL)?;
         let addr = usize::try_from(reg.addr).map_err(|_| EFAULT)?;
@@ -211,7 +409,7 @@ impl VcpuRef {
     }
 
     /// `KVM_SET_ONE_REG`.
-    fn set_one_reg(&self, arch: &mut <Host as Arch>::Vcpu, arg: usize) -> Result<isize> {
+    fn set_one_reg(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
         let reg: OneReg = read_user(arg)?;
         let read_value = || -> Result<u64, Errno> {
             let size = uapi::reg_size(reg.id);
@@ -224,7 +422,7 @@ impl VcpuRef {
                 .map_err(|_| Errno::EFAULT)?;
             Ok(u64::from_ne_bytes(bytes))
         };
-        Host::set_one_reg(arch, reg.id, read_value)?;
+        Host::set_one_reg(&mut st.arch, reg.id, read_value)?;
         Ok(0)
     }
 
@@ -240,12 +438,19 @@ impl VcpuRef {
                 vcpu: self.vcpu.clone(),
             });
         }
-        let mut arch = self.vcpu.arch.lock();
+        // `vcpu->mutex`: concurrent ioctls on one vCPU, `KVM_RUN` included,
+        // run one after the other.
+        let mut guard = self.vcpu.state.lock();
+        let st = &mut *guard;
         match cmd {
-            KVM_RUN => self.run(&mut arch, arg),
-            uapi::KVM_GET_ONE_REG => self.get_one_reg(&mut arch, arg),
-            uapi::KVM_SET_ONE_REG => self.set_one_reg(&mut arch, arg),
-            _ => Ok(Host::vcpu_ioctl(&mut arch, cmd, arg)?),
+            KVM_RUN => self.run(st, arg),
+            uapi::KVM_GET_ONE_REG => self.get_one_reg(st, arg),
+            uapi::KVM_SET_ONE_REG => self.set_one_reg(st, arg),
+            uapi::KVM_GET_MP_STATE => self.get_mp_state(st, arg),
+            uapi::KVM_SET_MP_STATE => self.set_mp_state(st, arg),
+            uapi::KVM_SET_GUEST_DEBUG => self.set_guest_debug(st, arg),
+            uapi::KVM_SET_SIGNAL_MASK => self.set_signal_mask(st, arg),
+            _ => Ok(Host::vcpu_ioctl(&mut st.arch, cmd, arg)?),
         }
     }
 
@@ -288,5 +493,41 @@ impl AnonInodeFile for VcpuFile {
 
     fn mmap(this: &VcpuRef, _file: &File, vma: &VmaNew) -> Result {
         this.mmap(vma)
+    }
+}
+
+#[kunit_tests(kvm_rs_vcpu)]
+mod tests {
+    use super::*;
+
+    /// `current->blocked` and `current->real_blocked`.
+    fn masks() -> (u64, u64) {
+        let task = kernel::task::Task::current_raw();
+        // SAFETY: The current task is valid; only it writes these masks,
+        // and it is the one reading them.
+        let (blocked, real) = unsafe { ((*task).blocked.sig[0], (*task).real_blocked.sig[0]) };
+        (blocked as u64, real as u64)
+    }
+
+    #[test]
+    fn sigmask_guard_swaps_and_restores() {
+        let (before, _) = masks();
+        {
+            let _g = SigmaskGuard::activate(None);
+            assert_eq!(masks().0, before);
+        }
+        let mask = 1u64 << (bindings::SIGUSR1 - 1) | 1 << 40;
+        {
+            let _g = SigmaskGuard::activate(Some(mask));
+            assert_eq!(masks(), (mask, before));
+        }
+        assert_eq!(masks(), (before, 0));
+    }
+
+    #[test]
+    fn sigkill_and_sigstop_are_unblockable() {
+        assert_eq!(UNBLOCKABLE, (1 << 8) | (1 << 18));
+        assert_eq!(SIGSET_SIZE, 8);
+        assert_eq!(RUN_EXIT_REASON, 8);
     }
 }

@@ -22,6 +22,9 @@
 //!   capabilities.
 //! - `slots` is `kvm->slots_lock`: the memslots and their dirty bitmaps.
 //!
+//! - `ioeventfds` is the part of `slots_lock` that guards
+//!   `kvm->ioeventfds`; it is never held with the others.
+//!
 //! Lock order: `state`, then `slots` (as `kvm->lock` before `slots_lock`).
 
 use super::{
@@ -37,6 +40,11 @@ use super::{
     dirty_log::{
         self,
         KVM_DIRTY_LOG_MANUAL_CAPS, //
+    },
+    eventfd::EventfdCtx,
+    ioeventfd::{
+        IoeventfdArgs,
+        Ioeventfds, //
     },
     kalloc::KernelAlloc,
     memslot::{
@@ -134,6 +142,10 @@ pub(crate) struct Vm {
     /// `kvm->slots_lock` and address space 0.
     #[pin]
     slots: Mutex<Memslots<KernelAlloc>>,
+    /// `kvm->ioeventfds` (under `slots_lock` upstream). Dropping the VM
+    /// releases every eventfd reference, as `kvm_destroy_vm()` does.
+    #[pin]
+    ioeventfds: Mutex<Ioeventfds<KernelAlloc, EventfdCtx>>,
     /// The creator's address space (`mmgrab`).
     mm: ARef<Mm>,
     /// The creator's pid (`task_pid_nr(current)`), for the stats ids.
@@ -163,6 +175,7 @@ impl Vm {
                     vcpus: KVVec::new(),
                 }),
                 slots <- new_mutex!(Memslots::new(Host::memslot_limits(gpa_bits))),
+                ioeventfds <- new_mutex!(Ioeventfds::new()),
                 mm,
                 pid,
                 stats_id,
@@ -312,6 +325,21 @@ impl Vm {
         Ok(0)
     }
 
+    /// `KVM_IOEVENTFD` (`kvm_ioeventfd()`): registration only; nothing
+    /// signals the eventfds until guest MMIO exits exist.
+    fn ioeventfd(&self, arg: usize) -> Result<isize> {
+        let a: uapi::Ioeventfd = read_user(arg)?;
+        let args = IoeventfdArgs {
+            datamatch: a.datamatch,
+            addr: a.addr,
+            len: a.len,
+            fd: a.fd,
+            flags: a.flags,
+        };
+        self.ioeventfds.lock().ioctl(&args, EventfdCtx::fdget)?;
+        Ok(0)
+    }
+
     /// `kvm_vm_ioctl()`.
     fn ioctl(this: ArcBorrow<'_, Vm>, cmd: u32, arg: usize) -> Result<isize> {
         this.check_mm()?;
@@ -324,6 +352,7 @@ impl Vm {
             dirty_log::KVM_GET_DIRTY_LOG => this.get_dirty_log(arg),
             dirty_log::KVM_CLEAR_DIRTY_LOG => this.clear_dirty_log(arg),
             super::stats::KVM_GET_STATS_FD => stats_fd::create_fd(StatsOwner::Vm(this.into())),
+            uapi::KVM_IOEVENTFD => this.ioeventfd(arg),
             _ => Ok(Host::vm_ioctl(cmd, arg)?),
         }
     }

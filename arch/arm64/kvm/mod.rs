@@ -18,7 +18,8 @@ use crate::kvm::{
     },
     uapi::{
         read_user,
-        reg_size, //
+        reg_size,
+        GuestDebug, //
     },
     vm_limits::{
         self,
@@ -85,11 +86,25 @@ const FEATURE_POWER_OFF: u32 = 1 << uapi::KVM_ARM_VCPU_POWER_OFF;
 const REG_ID_AA64MMFR0_EL1: u64 =
     uapi::KVM_REG_ARM64 | uapi::KVM_REG_SIZE_U64 | uapi::KVM_REG_ARM64_SYSREG as u64 | (3 << 14) | (7 << 3);
 
+/// `KVM_GUESTDBG_VALID_MASK` of arm64.
+const GUESTDBG_VALID_MASK: u32 = uapi::KVM_GUESTDBG_ENABLE
+    | uapi::KVM_GUESTDBG_SINGLESTEP
+    | uapi::KVM_GUESTDBG_USE_SW_BP
+    | uapi::KVM_GUESTDBG_USE_HW;
+
 /// The arm64 state of a vCPU.
 #[derive(Default)]
 pub(crate) struct Vcpu {
     /// `KVM_ARM_VCPU_INIT` ran (`VCPU_INITIALIZED`).
     initialized: bool,
+    /// `vcpu->arch.mp_state`: `KVM_MP_STATE_RUNNABLE`, `_STOPPED` or
+    /// `_SUSPENDED`.
+    mp_state: u32,
+    /// `vcpu->guest_debug`: 0, or a valid control with `ENABLE`.
+    guest_debug: u32,
+    /// `vcpu->arch.external_debug_state`: the breakpoint and watchpoint
+    /// registers of the last `KVM_SET_GUEST_DEBUG` with `USE_HW`.
+    external_debug_state: uapi::kvm_guest_debug_arch,
 }
 
 /// `num_online_cpus()`.
@@ -224,7 +239,8 @@ impl Arch for Host {
         Ok(0)
     }
 
-    fn vcpu_create(_id: u32) -> Result<Vcpu, Errno> {
+    fn vcpu_create(_id: u32, _idx: usize) -> Result<Vcpu, Errno> {
+        // Zeroed, as upstream: RUNNABLE until KVM_ARM_VCPU_INIT says.
         Ok(Vcpu::default())
     }
 
@@ -247,6 +263,11 @@ impl Arch for Host {
             return Err(Errno::EINVAL);
         }
         vcpu.initialized = true;
+        vcpu.mp_state = if init.features[0] & FEATURE_POWER_OFF != 0 {
+            uapi::KVM_MP_STATE_STOPPED
+        } else {
+            uapi::KVM_MP_STATE_RUNNABLE
+        };
         Ok(0)
     }
 
@@ -267,6 +288,43 @@ impl Arch for Host {
         } else {
             Err(Errno::ENOEXEC)
         }
+    }
+
+    fn vcpu_run(_vcpu: &mut Vcpu) -> Result<(), Errno> {
+        // No world switch yet: honestly refuse to run the guest.
+        Err(Errno::ENOEXEC)
+    }
+
+    fn get_mp_state(vcpu: &Vcpu) -> u32 {
+        vcpu.mp_state
+    }
+
+    fn set_mp_state(vcpu: &mut Vcpu, state: u32) -> Result<(), Errno> {
+        match state {
+            // Power-off and suspend also make a request and kick the vCPU;
+            // with no run loop yet, the state is all there is.
+            uapi::KVM_MP_STATE_RUNNABLE | uapi::KVM_MP_STATE_STOPPED | uapi::KVM_MP_STATE_SUSPENDED => {
+                vcpu.mp_state = state;
+                Ok(())
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn set_guest_debug(vcpu: &mut Vcpu, dbg: &GuestDebug) -> Result<(), Errno> {
+        let control = dbg.0.control;
+        if control & !GUESTDBG_VALID_MASK != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if control & uapi::KVM_GUESTDBG_ENABLE == 0 {
+            vcpu.guest_debug = 0;
+            return Ok(());
+        }
+        vcpu.guest_debug = control;
+        if control & uapi::KVM_GUESTDBG_USE_HW != 0 {
+            vcpu.external_debug_state = dbg.0.arch;
+        }
+        Ok(())
     }
 }
 
@@ -325,5 +383,37 @@ mod tests {
         assert_eq!(Host::get_one_reg(&mut v, 0x1234), Err(Errno::EINVAL));
         assert_eq!(KVM_ARM_VCPU_INIT, 0x4020_aeae);
         assert_eq!(KVM_ARM_PREFERRED_TARGET, 0x8020_aeaf);
+    }
+
+    #[test]
+    fn mp_state_runnable_stopped_suspended() {
+        let mut v = Vcpu::default();
+        assert_eq!(Host::get_mp_state(&v), uapi::KVM_MP_STATE_RUNNABLE);
+        for ok in [uapi::KVM_MP_STATE_STOPPED, uapi::KVM_MP_STATE_SUSPENDED, uapi::KVM_MP_STATE_RUNNABLE] {
+            assert_eq!(Host::set_mp_state(&mut v, ok), Ok(()));
+            assert_eq!(Host::get_mp_state(&v), ok);
+        }
+        for bad in [uapi::KVM_MP_STATE_HALTED, uapi::KVM_MP_STATE_INIT_RECEIVED, 11, u32::MAX] {
+            assert_eq!(Host::set_mp_state(&mut v, bad), Err(Errno::EINVAL));
+        }
+        assert_eq!(Host::get_mp_state(&v), uapi::KVM_MP_STATE_RUNNABLE);
+        v.initialized = true;
+        assert_eq!(Host::vcpu_run(&mut v), Err(Errno::ENOEXEC));
+    }
+
+    #[test]
+    fn guest_debug_checks_control_bits() {
+        let mut v = Vcpu::default();
+        let mut dbg = GuestDebug(uapi::kvm_guest_debug::default());
+        dbg.0.control = uapi::KVM_GUESTDBG_ENABLE | (1 << 2);
+        assert_eq!(Host::set_guest_debug(&mut v, &dbg), Err(Errno::EINVAL));
+        dbg.0.control = uapi::KVM_GUESTDBG_ENABLE | uapi::KVM_GUESTDBG_USE_HW;
+        dbg.0.arch.dbg_bvr[3] = 0x1234;
+        assert_eq!(Host::set_guest_debug(&mut v, &dbg), Ok(()));
+        assert_eq!(v.guest_debug, dbg.0.control);
+        assert_eq!(v.external_debug_state.dbg_bvr[3], 0x1234);
+        dbg.0.control = uapi::KVM_GUESTDBG_SINGLESTEP;
+        assert_eq!(Host::set_guest_debug(&mut v, &dbg), Ok(()));
+        assert_eq!(v.guest_debug, 0);
     }
 }

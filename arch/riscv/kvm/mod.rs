@@ -16,6 +16,7 @@ use crate::kvm::{
         StatsSchema,
         RISCV_VCPU_SCHEMA, //
     },
+    uapi::GuestDebug,
     vm_limits::{
         self,
         cap,
@@ -31,6 +32,14 @@ use kernel::{bindings, prelude::*, uapi};
 
 /// The riscv64 host.
 pub(crate) struct Host;
+
+/// The riscv64 state of a vCPU (`vcpu->arch`, the parts kvm_rs has).
+pub(crate) struct Vcpu {
+    /// `vcpu->arch.mp_state`: `KVM_MP_STATE_RUNNABLE` or `_STOPPED`.
+    mp_state: u32,
+    /// `vcpu->guest_debug`: 0, or a control with `KVM_GUESTDBG_ENABLE`.
+    guest_debug: u32,
+}
 
 /// G-stage page-table levels of the deepest mode (`kvm_riscv_gstage_max_pgd_levels`),
 /// set once by [`Host::probe`] before `/dev/kvm` exists.
@@ -102,7 +111,7 @@ impl Arch for Host {
     const NAME: &'static str = "riscv64";
     const VCPU_STATS: &'static StatsSchema = &RISCV_VCPU_SCHEMA;
     const SLOT_NEEDS_WRITABLE_VMA: bool = true;
-    type Vcpu = ();
+    type Vcpu = Vcpu;
 
     fn probe() -> Result {
         if !csr::has_h_extension() {
@@ -182,20 +191,22 @@ impl Arch for Host {
         Err(Errno::EINVAL)
     }
 
-    fn vcpu_create(_id: u32) -> Result<(), Errno> {
-        Ok(())
+    fn vcpu_create(_id: u32, idx: usize) -> Result<Vcpu, Errno> {
+        // kvm_arch_vcpu_postcreate(): only the first vCPU starts powered on.
+        let mp_state = if idx == 0 { uapi::KVM_MP_STATE_RUNNABLE } else { uapi::KVM_MP_STATE_STOPPED };
+        Ok(Vcpu { mp_state, guest_debug: 0 })
     }
 
-    fn vcpu_ioctl(_vcpu: &mut (), _cmd: u32, _arg: usize) -> Result<isize, Errno> {
+    fn vcpu_ioctl(_vcpu: &mut Vcpu, _cmd: u32, _arg: usize) -> Result<isize, Errno> {
         Err(Errno::EINVAL)
     }
 
-    fn get_one_reg(_vcpu: &mut (), id: u64) -> Result<u64, Errno> {
+    fn get_one_reg(_vcpu: &mut Vcpu, id: u64) -> Result<u64, Errno> {
         check_satp_mode_reg(id)?;
         Ok(host_satp_mode())
     }
 
-    fn set_one_reg(_vcpu: &mut (), id: u64, value: impl FnOnce() -> Result<u64, Errno>) -> Result<(), Errno> {
+    fn set_one_reg(_vcpu: &mut Vcpu, id: u64, value: impl FnOnce() -> Result<u64, Errno>) -> Result<(), Errno> {
         check_satp_mode_reg(id)?;
         if value()? != host_satp_mode() {
             return Err(Errno::EINVAL);
@@ -203,7 +214,35 @@ impl Arch for Host {
         Ok(())
     }
 
-    fn vcpu_run_check(_vcpu: &mut ()) -> Result<(), Errno> {
+    fn vcpu_run_check(_vcpu: &mut Vcpu) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    fn vcpu_run(_vcpu: &mut Vcpu) -> Result<(), Errno> {
+        // No world switch yet: honestly refuse to run the guest.
+        Err(Errno::ENOEXEC)
+    }
+
+    fn get_mp_state(vcpu: &Vcpu) -> u32 {
+        vcpu.mp_state
+    }
+
+    fn set_mp_state(vcpu: &mut Vcpu, state: u32) -> Result<(), Errno> {
+        match state {
+            // Powering off also asks the vCPU to sleep (KVM_REQ_SLEEP) and
+            // kicks it; with no run loop yet, the state is all there is.
+            uapi::KVM_MP_STATE_RUNNABLE | uapi::KVM_MP_STATE_STOPPED => {
+                vcpu.mp_state = state;
+                Ok(())
+            }
+            // INIT_RECEIVED needs KVM_CAP_RISCV_MP_STATE_RESET (not offered).
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn set_guest_debug(vcpu: &mut Vcpu, dbg: &GuestDebug) -> Result<(), Errno> {
+        let control = dbg.0.control;
+        vcpu.guest_debug = if control & uapi::KVM_GUESTDBG_ENABLE != 0 { control } else { 0 };
         Ok(())
     }
 }
@@ -232,18 +271,50 @@ mod tests {
     }
 
     #[test]
-    fn satp_mode_is_the_only_one_reg() {
+    fn satp_mode_is_the_only_one_reg() -> Result {
         let size64 = uapi::KVM_REG_SIZE_U64;
         let satp = (uapi::KVM_REG_RISCV as u64) | size64 | u64::from(uapi::KVM_REG_RISCV_CONFIG) | CONFIG_SATP_MODE;
         assert_eq!(CONFIG_SATP_MODE, 6);
-        assert_eq!(Host::get_one_reg(&mut (), satp), Ok(host_satp_mode()));
-        assert_eq!(Host::set_one_reg(&mut (), satp, || Ok(host_satp_mode())), Ok(()));
-        assert_eq!(Host::set_one_reg(&mut (), satp, || Ok(0)), Err(Errno::EINVAL));
+        let mut v = Host::vcpu_create(0, 0).map_err(|_| EINVAL)?;
+        assert_eq!(Host::get_one_reg(&mut v, satp), Ok(host_satp_mode()));
+        assert_eq!(Host::set_one_reg(&mut v, satp, || Ok(host_satp_mode())), Ok(()));
+        assert_eq!(Host::set_one_reg(&mut v, satp, || Ok(0)), Err(Errno::EINVAL));
         let satp32 = satp & !uapi::KVM_REG_SIZE_MASK | uapi::KVM_REG_SIZE_U32;
-        assert_eq!(Host::get_one_reg(&mut (), satp32), Err(Errno::EINVAL));
+        assert_eq!(Host::get_one_reg(&mut v, satp32), Err(Errno::EINVAL));
         // isa (config 0) and a core register: not yet.
-        assert_eq!(Host::get_one_reg(&mut (), satp & !0xff), Err(Errno::ENOENT));
-        assert_eq!(Host::get_one_reg(&mut (), (uapi::KVM_REG_RISCV as u64) | size64 | (2 << 24)), Err(Errno::ENOENT));
+        assert_eq!(Host::get_one_reg(&mut v, satp & !0xff), Err(Errno::ENOENT));
+        assert_eq!(Host::get_one_reg(&mut v, (uapi::KVM_REG_RISCV as u64) | size64 | (2 << 24)), Err(Errno::ENOENT));
+        Ok(())
+    }
+
+    #[test]
+    fn mp_state_runnable_or_stopped() -> Result {
+        let mut v0 = Host::vcpu_create(5, 0).map_err(|_| EINVAL)?;
+        let mut v1 = Host::vcpu_create(0, 1).map_err(|_| EINVAL)?;
+        assert_eq!(Host::get_mp_state(&v0), uapi::KVM_MP_STATE_RUNNABLE);
+        assert_eq!(Host::get_mp_state(&v1), uapi::KVM_MP_STATE_STOPPED);
+        assert_eq!(Host::set_mp_state(&mut v1, uapi::KVM_MP_STATE_RUNNABLE), Ok(()));
+        assert_eq!(Host::get_mp_state(&v1), uapi::KVM_MP_STATE_RUNNABLE);
+        assert_eq!(Host::set_mp_state(&mut v0, uapi::KVM_MP_STATE_STOPPED), Ok(()));
+        for bad in [uapi::KVM_MP_STATE_INIT_RECEIVED, uapi::KVM_MP_STATE_SUSPENDED, 11, u32::MAX] {
+            assert_eq!(Host::set_mp_state(&mut v0, bad), Err(Errno::EINVAL));
+        }
+        assert_eq!(Host::get_mp_state(&v0), uapi::KVM_MP_STATE_STOPPED);
+        assert_eq!(Host::vcpu_run(&mut v0), Err(Errno::ENOEXEC));
+        Ok(())
+    }
+
+    #[test]
+    fn guest_debug_kept_only_when_enabled() -> Result {
+        let mut v = Host::vcpu_create(0, 0).map_err(|_| EINVAL)?;
+        let mut dbg = GuestDebug(uapi::kvm_guest_debug::default());
+        dbg.0.control = uapi::KVM_GUESTDBG_ENABLE | uapi::KVM_GUESTDBG_SINGLESTEP | (1 << 30);
+        assert_eq!(Host::set_guest_debug(&mut v, &dbg), Ok(()));
+        assert_eq!(v.guest_debug, dbg.0.control);
+        dbg.0.control = uapi::KVM_GUESTDBG_SINGLESTEP;
+        assert_eq!(Host::set_guest_debug(&mut v, &dbg), Ok(()));
+        assert_eq!(v.guest_debug, 0);
+        Ok(())
     }
 
     #[test]
