@@ -13,12 +13,14 @@
  * the same); the steps exercise only features kvm_rs implements.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -188,6 +190,187 @@ static void stats(const char *where, int fd)
 	close(fd);
 }
 
+
+static int ioeventfd(int vm, uint64_t addr, uint32_t len, uint32_t flags, uint64_t datamatch, int fd)
+{
+	struct kvm_ioeventfd a;
+
+	memset(&a, 0, sizeof(a));
+	a.addr = addr;
+	a.len = len;
+	a.flags = flags;
+	a.datamatch = datamatch;
+	a.fd = fd;
+	return ioctl(vm, KVM_IOEVENTFD, &a);
+}
+
+#define IOEVENTFD(what, vm, addr, len, flags, dm, fd) \
+	step(what, ioeventfd(vm, addr, len, flags, dm, fd), 0)
+
+/* KVM_IOEVENTFD: registration rules (nothing signals yet on kvm_rs). */
+static void ioeventfds(int vm, int kvm)
+{
+	const uint32_t dm = KVM_IOEVENTFD_FLAG_DATAMATCH, de = KVM_IOEVENTFD_FLAG_DEASSIGN;
+	int e1 = eventfd(0, EFD_CLOEXEC), e2 = eventfd(0, EFD_CLOEXEC);
+	uint64_t base = 0x10000000;
+
+	if (e1 < 0 || e2 < 0) {
+		printf("eventfd: -E%d\n", errno);
+		return;
+	}
+	IOEVENTFD("IOEVENTFD mmio len 4", vm, base, 4, 0, 0, e1);
+	IOEVENTFD("IOEVENTFD mmio len 4 again", vm, base, 4, 0, 0, e1);
+	IOEVENTFD("IOEVENTFD mmio len 4 other eventfd", vm, base, 4, 0, 0, e2);
+	IOEVENTFD("IOEVENTFD mmio len 4 datamatch over wildcard", vm, base, 4, dm, 1, e2);
+	IOEVENTFD("IOEVENTFD mmio len 2 same addr", vm, base, 2, 0, 0, e2);
+	IOEVENTFD("IOEVENTFD mmio len 0 same addr", vm, base, 0, 0, 0, e2);
+	IOEVENTFD("IOEVENTFD datamatch 1", vm, base + 0x100, 8, dm, 1, e1);
+	IOEVENTFD("IOEVENTFD datamatch 2", vm, base + 0x100, 8, dm, 2, e1);
+	IOEVENTFD("IOEVENTFD datamatch 2 again", vm, base + 0x100, 8, dm, 2, e2);
+	IOEVENTFD("IOEVENTFD wildcard over datamatch", vm, base + 0x100, 8, 0, 0, e2);
+	IOEVENTFD("IOEVENTFD len 0", vm, base + 0x200, 0, 0, 0, e1);
+	IOEVENTFD("IOEVENTFD len 4 over len 0", vm, base + 0x200, 4, dm, 7, e2);
+	IOEVENTFD("IOEVENTFD len 0 datamatch", vm, base + 0x300, 0, dm, 1, e1);
+	IOEVENTFD("IOEVENTFD len 3", vm, base + 0x300, 3, 0, 0, e1);
+	IOEVENTFD("IOEVENTFD len 16", vm, base + 0x300, 16, 0, 0, e1);
+	IOEVENTFD("IOEVENTFD unknown flag", vm, base + 0x300, 4, 1 << 5, 0, e1);
+	IOEVENTFD("IOEVENTFD fast_mmio flag", vm, base + 0x300, 4, 1 << 4, 0, e1);
+	IOEVENTFD("IOEVENTFD wrapping", vm, -4ULL, 8, 0, 0, e1);
+	IOEVENTFD("IOEVENTFD top of space", vm, -8ULL, 8, 0, 0, e1);
+	IOEVENTFD("IOEVENTFD fd -1", vm, base + 0x400, 4, 0, 0, -1);
+	IOEVENTFD("IOEVENTFD fd not an eventfd", vm, base + 0x400, 4, 0, 0, kvm);
+	IOEVENTFD("IOEVENTFD len 3 fd -1", vm, base + 0x400, 3, 0, 0, -1);
+	IOEVENTFD("IOEVENTFD pio", vm, 0x3f8, 1, KVM_IOEVENTFD_FLAG_PIO, 0, e1);
+	IOEVENTFD("IOEVENTFD pio again", vm, 0x3f8, 1, KVM_IOEVENTFD_FLAG_PIO, 0, e1);
+	IOEVENTFD("IOEVENTFD mmio at the pio addr", vm, 0x3f8, 1, 0, 0, e1);
+	IOEVENTFD("IOEVENTFD virtio-ccw", vm, 0x3f8, 1, KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY, 0, e1);
+	IOEVENTFD("IOEVENTFD deassign unknown", vm, base + 0x800, 4, de, 0, e1);
+	IOEVENTFD("IOEVENTFD deassign other eventfd", vm, base, 4, de, 0, e2);
+	IOEVENTFD("IOEVENTFD deassign other len", vm, base, 8, de, 0, e1);
+	IOEVENTFD("IOEVENTFD deassign with datamatch", vm, base, 4, de | dm, 0, e1);
+	IOEVENTFD("IOEVENTFD deassign fd -1", vm, base, 4, de, 0, -1);
+	IOEVENTFD("IOEVENTFD deassign odd len, unknown", vm, base, 3, de | (1 << 9), 0, e1);
+	IOEVENTFD("IOEVENTFD deassign", vm, base, 4, de, 0, e1);
+	IOEVENTFD("IOEVENTFD deassign again", vm, base, 4, de, 0, e1);
+	IOEVENTFD("IOEVENTFD deassign datamatch 2", vm, base + 0x100, 8, de | dm, 2, e1);
+	IOEVENTFD("IOEVENTFD datamatch 2 after deassign", vm, base + 0x100, 8, dm, 2, e2);
+	IOEVENTFD("IOEVENTFD deassign len 0 (wildcard, datamatch ignored)", vm, base + 0x200, 0, de, 5, e1);
+	IOEVENTFD("IOEVENTFD deassign pio", vm, 0x3f8, 1, de | KVM_IOEVENTFD_FLAG_PIO, 0, e1);
+	IOEVENTFD("IOEVENTFD mmio len 4 reassigned", vm, base, 4, 0, 0, e2);
+	step("IOEVENTFD bad pointer", ioctl(vm, KVM_IOEVENTFD, (void *)8), 0);
+	/* The VM keeps its references: closing ours is fine. */
+	close(e1);
+	close(e2);
+}
+
+static void mp_states(const char *where, int vcpu)
+{
+	struct kvm_mp_state mp;
+	char what[96];
+	unsigned int s;
+
+	mp.mp_state = 0xdead;
+	snprintf(what, sizeof(what), "%s GET_MP_STATE", where);
+	IOCTL(what, vcpu, KVM_GET_MP_STATE, &mp);
+	printf("%s mp_state: %u\n", where, mp.mp_state);
+	for (s = 0; s <= 11; s++) {
+		mp.mp_state = s;
+		snprintf(what, sizeof(what), "%s SET_MP_STATE(%u)", where, s);
+		if (IOCTL(what, vcpu, KVM_SET_MP_STATE, &mp) == 0) {
+			mp.mp_state = 0xdead;
+			ioctl(vcpu, KVM_GET_MP_STATE, &mp);
+			printf("%s mp_state after SET(%u): %u\n", where, s, mp.mp_state);
+		}
+	}
+	mp.mp_state = 0xffffffff;
+	snprintf(what, sizeof(what), "%s SET_MP_STATE(~0)", where);
+	IOCTL(what, vcpu, KVM_SET_MP_STATE, &mp);
+	snprintf(what, sizeof(what), "%s GET_MP_STATE bad pointer", where);
+	IOCTL(what, vcpu, KVM_GET_MP_STATE, (void *)8);
+	snprintf(what, sizeof(what), "%s SET_MP_STATE bad pointer", where);
+	IOCTL(what, vcpu, KVM_SET_MP_STATE, (void *)8);
+	mp.mp_state = KVM_MP_STATE_RUNNABLE;
+	snprintf(what, sizeof(what), "%s SET_MP_STATE(RUNNABLE)", where);
+	IOCTL(what, vcpu, KVM_SET_MP_STATE, &mp);
+}
+
+static void guest_debug(int vcpu)
+{
+	struct kvm_guest_debug dbg;
+	static const struct { const char *name; uint32_t control; } cases[] = {
+		{ "0", 0 },
+		{ "ENABLE", KVM_GUESTDBG_ENABLE },
+		{ "ENABLE|SINGLESTEP", KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP },
+		{ "SINGLESTEP only", KVM_GUESTDBG_SINGLESTEP },
+		{ "ENABLE|bit 2", KVM_GUESTDBG_ENABLE | (1 << 2) },
+		{ "ENABLE|bit 16", KVM_GUESTDBG_ENABLE | (1 << 16) },
+		{ "ENABLE|bit 17", KVM_GUESTDBG_ENABLE | (1 << 17) },
+		{ "ENABLE|bit 31", KVM_GUESTDBG_ENABLE | (1u << 31) },
+		{ "~0", 0xffffffff },
+		{ "0 again", 0 },
+	};
+	char what[96];
+	unsigned int i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&dbg, 0, sizeof(dbg));
+		dbg.control = cases[i].control;
+		snprintf(what, sizeof(what), "SET_GUEST_DEBUG(%s)", cases[i].name);
+		IOCTL(what, vcpu, KVM_SET_GUEST_DEBUG, &dbg);
+	}
+	IOCTL("SET_GUEST_DEBUG bad pointer", vcpu, KVM_SET_GUEST_DEBUG, (void *)8);
+}
+
+static void signal_mask(int vcpu)
+{
+	struct { struct kvm_signal_mask m; uint8_t set[8]; } sm;
+
+	memset(&sm, 0, sizeof(sm));
+	sm.m.len = 4;
+	IOCTL("SET_SIGNAL_MASK(len 4)", vcpu, KVM_SET_SIGNAL_MASK, &sm);
+	sm.m.len = 128;
+	IOCTL("SET_SIGNAL_MASK(len 128)", vcpu, KVM_SET_SIGNAL_MASK, &sm);
+	sm.m.len = 8;
+	IOCTL("SET_SIGNAL_MASK(len 8)", vcpu, KVM_SET_SIGNAL_MASK, &sm);
+	IOCTL("SET_SIGNAL_MASK(NULL)", vcpu, KVM_SET_SIGNAL_MASK, NULL);
+	IOCTL("SET_SIGNAL_MASK bad pointer", vcpu, KVM_SET_SIGNAL_MASK, (void *)8);
+}
+
+/*
+ * A signal blocked in the thread but pending, and a vCPU signal mask that
+ * unblocks it: KVM_RUN applies the vCPU's mask, sees the signal and returns
+ * EINTR with KVM_EXIT_INTR before entering the guest, then restores the
+ * thread's mask (the signal stays pending and blocked, and is consumed).
+ */
+static void run_with_pending_signal(int vcpu, long mmap_size)
+{
+	struct { struct kvm_signal_mask m; uint8_t set[8]; } sm;
+	struct timespec zero = { 0, 0 };
+	sigset_t usr1, old, now;
+	struct kvm_run *run;
+
+	run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (run == MAP_FAILED)
+		return;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, &old);
+	raise(SIGUSR1);
+	memset(&sm, 0, sizeof(sm));
+	sm.m.len = 8;
+	IOCTL("SET_SIGNAL_MASK(empty)", vcpu, KVM_SET_SIGNAL_MASK, &sm);
+	run->immediate_exit = 0;
+	run->exit_reason = 0xdead;
+	IOCTL("vcpu KVM_RUN(signal pending, unblocked by the vCPU mask)", vcpu, KVM_RUN, 0);
+	printf("exit_reason after the signal: %u\n", run->exit_reason);
+	sigprocmask(SIG_BLOCK, NULL, &now);
+	printf("SIGUSR1 still blocked after KVM_RUN: %d\n", sigismember(&now, SIGUSR1));
+	printf("SIGUSR1 consumed: %d\n", sigtimedwait(&usr1, NULL, &zero) == SIGUSR1);
+	IOCTL("SET_SIGNAL_MASK(NULL) after", vcpu, KVM_SET_SIGNAL_MASK, NULL);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	munmap(run, mmap_size);
+}
+
 int main(void)
 {
 	long page = sysconf(_SC_PAGESIZE), mmap_size, max_id;
@@ -325,6 +508,8 @@ int main(void)
 	printf("KVM_GET_DIRTY_LOG slot 6 bitmap: %#llx %#llx\n", (unsigned long long)bitmap[0],
 	       (unsigned long long)bitmap[1]);
 
+	ioeventfds(vm, kvm);
+
 	/* vCPUs. */
 	max_id = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPU_ID);
 	if (max_id <= 0)
@@ -354,6 +539,10 @@ int main(void)
 	IOCTL("vcpu foreign ioctl", vcpu, _IO(0x41, 1), 0);
 	IOCTL("vm unknown KVMIO ioctl", vm, _IO(KVMIO, 0xfe), 0);
 	IOCTL("vm foreign ioctl", vm, _IO(0x41, 1), 0);
+	mp_states("vcpu", vcpu);
+	mp_states("vcpu1", vcpu1);
+	guest_debug(vcpu);
+	signal_mask(vcpu);
 #ifdef __riscv
 	{
 		struct kvm_one_reg reg;
@@ -362,7 +551,9 @@ int main(void)
 		run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu1, 0);
 		if (run != MAP_FAILED) {
 			run->immediate_exit = 1;
+			run->exit_reason = 0xdead;
 			IOCTL("vcpu KVM_RUN(immediate_exit)", vcpu1, KVM_RUN, 0);
+			printf("exit_reason after immediate_exit: %#x\n", run->exit_reason);
 			munmap(run, mmap_size);
 		}
 		reg.id = KVM_REG_RISCV | KVM_REG_SIZE_U64 | KVM_REG_RISCV_CONFIG |
@@ -388,6 +579,7 @@ int main(void)
 		ec.cap = KVM_CAP_VM_GPA_BITS;
 		ec.args[0] = 41;
 		IOCTL("ENABLE_CAP(VM_GPA_BITS, 41) with vCPUs", vm, KVM_ENABLE_CAP, &ec);
+		run_with_pending_signal(vcpu, mmap_size);
 	}
 #endif
 #ifdef __aarch64__
@@ -418,7 +610,9 @@ int main(void)
 		run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
 		if (run != MAP_FAILED) {
 			run->immediate_exit = 1;
+			run->exit_reason = 0xdead;
 			IOCTL("vcpu KVM_RUN(immediate_exit)", vcpu, KVM_RUN, 0);
+			printf("exit_reason after immediate_exit: %#x\n", run->exit_reason);
 			munmap(run, mmap_size);
 		}
 		IOCTL("GET_ONE_REG(ID_AA64MMFR0_EL1)", vcpu, KVM_GET_ONE_REG, &reg);
@@ -429,6 +623,12 @@ int main(void)
 		IOCTL("GET_ONE_REG(unknown sysreg)", vcpu, KVM_GET_ONE_REG, &reg);
 		reg.id = 0x1234;
 		IOCTL("GET_ONE_REG(not arm64)", vcpu, KVM_GET_ONE_REG, &reg);
+		memset(&init, 0, sizeof(init));
+		init.target = KVM_ARM_TARGET_GENERIC_V8;
+		init.features[0] = 1u << KVM_ARM_VCPU_POWER_OFF;
+		IOCTL("KVM_ARM_VCPU_INIT(vcpu1, POWER_OFF)", vcpu1, KVM_ARM_VCPU_INIT, &init);
+		mp_states("vcpu1 after POWER_OFF init", vcpu1);
+		run_with_pending_signal(vcpu, mmap_size);
 	}
 #endif
 	IOCTL("vm KVM_CHECK_EXTENSION(-1)", vm, KVM_CHECK_EXTENSION, -1L);
