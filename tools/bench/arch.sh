@@ -6,7 +6,7 @@ riscv64)
 	cross=riscv64-linux-gnu-
 	qemu=qemu-system-riscv64
 	# HS-mode host: the H extension, with Sstc/Svadu as QEMU's rv64 has them.
-	qemu_machine=(-M virt -cpu rv64,h=true)
+	qemu_machine=(-M virt -cpu rv64,h=true,sscofpmf=true)
 	console=ttyS0
 	# riscv64 upstream KVM is the module kvm.ko: it is simply not loaded
 	# when kvm_rs serves /dev/kvm.
