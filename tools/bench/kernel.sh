@@ -3,6 +3,9 @@
 #   kernel.sh riscv64|arm64
 # Output: $KVMRS_CACHE/kernel/<arch> (an O= build tree: Image, Module.symvers,
 # rust/*.rmeta; the KDIR for kvm_rs.ko). Skipped when its key is unchanged.
+# The key is in .kvmrs-build-key and the applied series in the source tree's
+# .git/kvmrs-series; older checkouts used .kvmrs-key and .git/kvmrs-patches,
+# which are left alone so both can share the cache without rebuilding.
 . "$(dirname "$0")/lib.sh"
 
 arch=${1:?usage: kernel.sh riscv64|arm64}
@@ -16,16 +19,25 @@ src=$KVMRS_CACHE/linux/src
 build=$KVMRS_CACHE/kernel/$arch
 
 cache_lock "kernel-$arch"
-"$KVMRS_TOP/tools/bench/linux-src.sh"
+# Several checkouts (worktrees, CI clones) share the source tree, and one
+# with another patch series switches it (linux-src.sh, under the exclusive
+# linux-src lock). Build under the shared lock, so no switch happens while
+# files are compiled, and only once the tree carries our series.
+while :; do
+	"$KVMRS_TOP/tools/bench/linux-src.sh"
+	cache_lock_shared linux-src
+	[ "$(cat "$src/.git/kvmrs-series" 2>/dev/null)" = "$(series_key)" ] && break
+	cache_unlock_shared
+done
 key=$(hashkey "$cfgdir/common.config" "$cfgdir/$arch.config" "$0" \
-	-- "$(cat "$src/.git/kvmrs-patches")" "$(toolchain_key)")
-if [ "$(cat "$build/.kvmrs-key" 2>/dev/null)" = "$key" ] && [ -f "$build/arch/$karch/boot/Image" ]; then
+	-- "$(series_key)" "$(toolchain_key)")
+if [ "$(cat "$build/.kvmrs-build-key" 2>/dev/null)" = "$key" ] && [ -f "$build/arch/$karch/boot/Image" ]; then
 	exit 0
 fi
 
 log "kernel[$arch]: configuring ($key)"
 mkdir -p "$build"
-rm -f "$build/.kvmrs-key"
+rm -f "$build/.kvmrs-build-key"
 mk() { make -C "$src" O="$build" ARCH="$karch" LLVM=1 -j"$(nproc)" "$@"; }
 cat "$cfgdir/common.config" "$cfgdir/$arch.config" >"$build/kvmrs.config"
 mk -s KCONFIG_ALLCONFIG="$build/kvmrs.config" allnoconfig
@@ -49,5 +61,5 @@ done <"$build/kvmrs.config"
 [ -z "${KVMRS_CONFIG_ONLY:-}" ] || exit 0
 log "kernel[$arch]: building Image and modules"
 mk Image modules
-echo "$key" >"$build/.kvmrs-key"
+echo "$key" >"$build/.kvmrs-build-key"
 log "kernel[$arch]: ready: $build/arch/$karch/boot/Image"

@@ -40,3 +40,20 @@ cache_lock() {
 	exec {_kvmrs_lock_fd}>"$KVMRS_CACHE/.lock-$1"
 	flock "$_kvmrs_lock_fd"
 }
+
+# cache_lock_shared NAME holds $KVMRS_CACHE/.lock-NAME shared (many holders,
+# no exclusive one) until cache_unlock_shared or the script exits.
+cache_lock_shared() {
+	mkdir -p "$KVMRS_CACHE"
+	exec {_kvmrs_shlock_fd}>"$KVMRS_CACHE/.lock-$1"
+	flock -s "$_kvmrs_shlock_fd"
+}
+cache_unlock_shared() {
+	exec {_kvmrs_shlock_fd}>&-
+}
+
+# The key of this checkout's kernel patch series (what linux-src.sh applies).
+series_key() {
+	(cd "$KVMRS_TOP/rust/linux-7.3-patches" &&
+		hashkey series $(grep -v '^#' series) -- "$(cat "$KVMRS_CACHE/linux/src/.git/kvmrs-version")")
+}

@@ -33,8 +33,8 @@ if [ ! -f "$src/.kvmrs-base" ]; then
 	touch "$src/.kvmrs-base"
 fi
 
-key=$(cd "$patchdir" && hashkey series $(grep -v '^#' series) -- "$(cat "$src/.git/kvmrs-version")")
-if [ "$(cat "$src/.git/kvmrs-patches" 2>/dev/null)" = "$key" ]; then
+key=$(series_key)
+if [ "$(cat "$src/.git/kvmrs-series" 2>/dev/null)" = "$key" ]; then
 	exit 0
 fi
 log "linux-src: applying patch series ($key)"
@@ -47,4 +47,4 @@ while read -r p; do
 	git -c user.name=kvm-rs -c user.email=kvm-rs@localhost am -q --keep-cr "$patchdir/$p" ||
 		die "linux-src: patch $p does not apply"
 done <"$patchdir/series"
-echo "$key" >"$src/.git/kvmrs-patches"
+echo "$key" >"$src/.git/kvmrs-series"
