@@ -37,6 +37,10 @@ impl<T> Storage<T> for KVVec<T> {
         self.push(value, GFP_KERNEL_ACCOUNT).map_err(|_| Errno::ENOMEM)
     }
 
+    fn try_reserve(&mut self, additional: usize) -> Result<(), Errno> {
+        self.reserve(additional, GFP_KERNEL_ACCOUNT).map_err(|_| Errno::ENOMEM)
+    }
+
     fn pop(&mut self) -> Option<T> {
         KVVec::pop(self)
     }

@@ -753,17 +753,8 @@ impl<A: Alloc> Memslots<A> {
         if s.userspace_addr >= end {
             return;
         }
-        let slot_end = self.hva_end(s);
-        if slot_end > start {
-            let hva_start = start.max(s.userspace_addr);
-            let hva_end = end.min(slot_end);
-            let shift = self.limits.page_shift.min(63);
-            let page_mask = (1u64 << shift) - 1;
-            let to_gfn = |hva: u64| s.base_gfn.saturating_add(hva.saturating_sub(s.userspace_addr) >> shift);
-            // hva_end + PAGE_SIZE - 1, rounded down: the last partial page
-            // counts (hva_to_gfn_memslot(hva_end + PAGE_SIZE - 1)).
-            let gfn_end = to_gfn(hva_end).saturating_add(u64::from(hva_end & page_mask != 0));
-            f(s, to_gfn(hva_start), gfn_end);
+        if let Some((gs, ge)) = super::slot_index::hva_range_gfns(s, self.limits.page_shift, start, end) {
+            f(s, gs, ge);
         }
         self.hva_visit(l.right, start, end, f);
     }

@@ -40,6 +40,10 @@ pub(crate) trait Storage<T> {
     /// Appends `value`, or fails with `ENOMEM` and leaves `self` unchanged.
     fn try_push(&mut self, value: T) -> Result<(), Errno>;
 
+    /// Makes room for `additional` more elements, so that that many
+    /// [`Storage::try_push`] calls do not allocate (and cannot fail).
+    fn try_reserve(&mut self, additional: usize) -> Result<(), Errno>;
+
     /// Removes and returns the last element.
     fn pop(&mut self) -> Option<T>;
 
@@ -91,6 +95,10 @@ impl<T> Storage<T> for std::vec::Vec<T> {
         self.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
         self.push(value);
         Ok(())
+    }
+
+    fn try_reserve(&mut self, additional: usize) -> Result<(), Errno> {
+        std::vec::Vec::try_reserve(self, additional).map_err(|_| Errno::ENOMEM)
     }
 
     fn pop(&mut self) -> Option<T> {
@@ -160,6 +168,11 @@ impl<T> Storage<T> for BudgetVec<T> {
         }
         self.0.push(value);
         Ok(())
+    }
+
+    /// Reserving never counts against the budget: only pushes do.
+    fn try_reserve(&mut self, additional: usize) -> Result<(), Errno> {
+        self.0.try_reserve(additional).map_err(|_| Errno::ENOMEM)
     }
 
     fn pop(&mut self) -> Option<T> {

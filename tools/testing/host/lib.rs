@@ -18,6 +18,9 @@ pub mod memslot;
 #[path = "../../../virt/kvm/dirty_log.rs"]
 pub mod dirty_log;
 
+#[path = "../../../virt/kvm/slot_index.rs"]
+pub mod slot_index;
+
 #[path = "../../../virt/kvm/mmu_invalidate.rs"]
 pub mod mmu_invalidate;
 
