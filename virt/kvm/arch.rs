@@ -204,4 +204,49 @@ pub(crate) trait Arch {
     ///   (`ENABLE`, `SINGLESTEP`, `USE_SW_BP`, `USE_HW`); without `ENABLE`
     ///   cleared; with `USE_HW` the breakpoint/watchpoint registers are kept.
     fn set_guest_debug(vcpu: &mut Self::Vcpu, dbg: &GuestDebug) -> Result<(), Errno>;
+
+    /// Turns virtualization on on the current CPU (`kvm_arch_enable_virtualization_cpu()`),
+    /// from a CPU hotplug or resume callback.
+    ///
+    /// - riscv64: hypervisor CSRs to their idle state (no delegation, VS
+    ///   reads only `time`, no virtual interrupt pending);
+    /// - arm64: nothing yet: with VHE the host kernel already owns EL2, and
+    ///   the per-CPU vGIC and timer setup come with the world switch.
+    fn enable_cpu() -> Result;
+
+    /// Turns virtualization off on the current CPU
+    /// (`kvm_arch_disable_virtualization_cpu()`): before it goes offline,
+    /// suspends or the system shuts down.
+    ///
+    /// - riscv64: clears `vsie`, `hvip`, then the delegation CSRs;
+    /// - arm64: nothing yet.
+    fn disable_cpu();
+
+    /// The per-VM stage-2 MMU state (`kvm->arch` page-table parts), kept
+    /// under the VM's `mmu_lock` (a spinlock: every method below runs with
+    /// it held and must not sleep). Dropped when the VM is destroyed, after
+    /// the MMU notifier is gone: dropping frees every table.
+    ///
+    /// - riscv64: the G-stage root (Sv39x4/Sv48x4/Sv57x4 per the VM's GPA
+    ///   bits) and the VM's VMID (`arch/riscv/kvm/gstage.rs`, `vmid.rs`);
+    /// - arm64: the stage-2 root and VMID (`kvm_s2_mmu`), not written yet.
+    type Stage2: Send;
+
+    /// Creates the stage-2 state of a new VM with `gpa_bits`
+    /// (`kvm_arch_init_vm()`).
+    fn stage2_new(gpa_bits: u32) -> Result<Self::Stage2, Errno>;
+
+    /// Unmaps the guest frames `[gfn_start, gfn_end)` and flushes the
+    /// guest TLBs that may hold them (`kvm_unmap_gfn_range()`, and the
+    /// zap of a deleted or moved memslot): after it returns no vCPU can
+    /// reach the old pages.
+    fn stage2_unmap(s2: &mut Self::Stage2, gfn_start: u64, gfn_end: u64);
+
+    /// Clears the accessed state of `[gfn_start, gfn_end)`; returns whether
+    /// any mapping there was young (`kvm_age_gfn()`).
+    fn stage2_age(s2: &mut Self::Stage2, gfn_start: u64, gfn_end: u64) -> bool;
+
+    /// Whether any mapping of `[gfn_start, gfn_end)` is young, without
+    /// clearing it (`kvm_test_age_gfn()`).
+    fn stage2_test_age(s2: &Self::Stage2, gfn_start: u64, gfn_end: u64) -> bool;
 }

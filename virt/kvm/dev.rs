@@ -9,6 +9,11 @@ use super::{
         SysBackend, //
     },
     arch::Arch,
+    virt_cpu::{
+        CpuVirtState,
+        SysVirt,
+        SysVirtReg, //
+    },
     vm::{
         self,
         Vm, //
@@ -23,7 +28,9 @@ use kernel::{
         MiscDeviceRegistration, //
     },
     page::PAGE_SIZE,
+    preempt_notifier::PreemptNotifiersEnabled,
     prelude::*,
+    syscore::Syscore,
 };
 
 /// The fixed misc minor of `/dev/kvm` (`KVM_MINOR` in `<linux/miscdevice.h>`).
@@ -75,10 +82,18 @@ impl MiscDevice for KvmDev {
 }
 
 /// The module: probes the host, then owns the `/dev/kvm` registration.
+/// The loaded module. Fields drop in order: `/dev/kvm` goes first (no new
+/// VM; existing ones pin the module, so none is left at unload), then the
+/// suspend/shutdown hooks, then virtualization is turned off on every CPU.
 #[pin_data]
 pub(crate) struct KvmModule {
     #[pin]
     dev: MiscDeviceRegistration<KvmDev>,
+    #[pin]
+    syscore: SysVirtReg,
+    cpuhp: CpuVirtState,
+    /// The scheduler's preempt-notifier hook, for vCPU load/put.
+    preempt: PreemptNotifiersEnabled,
 }
 
 impl kernel::InPlaceModule for KvmModule {
@@ -90,7 +105,13 @@ impl kernel::InPlaceModule for KvmModule {
                 minor: Some(KVM_MINOR),
             };
             pr_info!("{} host ready, registering /dev/kvm\n", Host::NAME);
+            let preempt = PreemptNotifiersEnabled::new();
+            // Virtualization on, on every online CPU and those to come.
+            let cpuhp = CpuVirtState::setup()?;
             Ok(try_pin_init!(Self {
+                preempt,
+                cpuhp,
+                syscore <- Syscore::new(SysVirt),
                 dev <- MiscDeviceRegistration::register(options),
             }))
         })

@@ -39,9 +39,6 @@
 //! `MmuInvalidate` is protected by the VM's `mmu_lock`; [`NotifierGate`]
 //! by `mn_invalidate_lock` (a spinlock), as upstream.
 
-// The kernel glue (MMU notifier registration, fault path) comes next; until
-// then only the host tests use these items.
-#![allow(dead_code)]
 
 use super::abi::Errno;
 use super::memslot::Memslots;
@@ -206,6 +203,27 @@ impl NotifierGate {
     }
 }
 
+/// The memslot sets a notifier walks by host virtual address: the
+/// [`Memslots`] themselves, or their lock-free copy
+/// ([`super::slot_index::SlotIndex`]).
+pub(crate) trait HvaWalk {
+    /// For every slot meeting `[start, end)`: `f(slot, gfn_start, gfn_end)`
+    /// (see [`Memslots::for_each_in_hva_range`]).
+    fn walk_hva_range(&self, start: u64, end: u64, f: &mut impl FnMut(&super::memslot::Memslot, u64, u64));
+}
+
+impl<A: Alloc> HvaWalk for Memslots<A> {
+    fn walk_hva_range(&self, start: u64, end: u64, f: &mut impl FnMut(&super::memslot::Memslot, u64, u64)) {
+        self.for_each_in_hva_range(start, end, f)
+    }
+}
+
+impl<A: Alloc> HvaWalk for super::slot_index::SlotIndex<A> {
+    fn walk_hva_range(&self, start: u64, end: u64, f: &mut impl FnMut(&super::memslot::Memslot, u64, u64)) {
+        self.for_each_in_hva_range(start, end, f)
+    }
+}
+
 /// What one notifier invalidation found, to pass from start to end.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct NotifierRange {
@@ -221,17 +239,17 @@ pub(crate) struct NotifierRange {
 /// the first one under `begin()`, `range_add()` its gfns and
 /// `unmap(slot, gfn_start, gfn_end)` (returns whether to flush TLBs).
 /// `mmu_lock` (for `inv`) must be held by the caller while this runs.
-pub(crate) fn notifier_range_start<A: Alloc>(
+pub(crate) fn notifier_range_start(
     gate: &mut NotifierGate,
     inv: &mut MmuInvalidate,
-    slots: &Memslots<A>,
+    slots: &impl HvaWalk,
     start: u64,
     end: u64,
     unmap: &mut impl FnMut(&super::memslot::Memslot, u64, u64) -> bool,
 ) -> NotifierRange {
     gate.start();
     let mut r = NotifierRange::default();
-    slots.for_each_in_hva_range(start, end, &mut |slot, gs, ge| {
+    slots.walk_hva_range(start, end, &mut |slot, gs, ge| {
         if !r.found_memslot {
             r.found_memslot = true;
             inv.begin();

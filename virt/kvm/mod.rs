@@ -11,12 +11,14 @@
 //! - pure logic, built from `core` only and also tested on the host with
 //!   `cargo test` (`tools/testing/host`): [`abi`], [`storage`], [`memslot`],
 //!   [`dirty_log`], [`mmu_invalidate`], [`stats`], [`vm_limits`],
-//!   [`requests`], [`ioeventfd`];
+//!   [`requests`], [`ioeventfd`], [`slot_index`];
 //! - the kernel glue that turns them into file descriptors: [`dev`]
 //!   (`/dev/kvm`), [`vm`] (VM fd), [`vcpu`] (vCPU fd), [`stats_fd`] (binary
 //!   statistics fds), [`kalloc`] (the kernel's [`storage::Alloc`]),
-//!   [`eventfd`] (eventfd references) and [`uapi`] (the ioctl argument
-//!   structures).
+//!   [`eventfd`] (eventfd references), [`mmu`] (`mmu_lock`, the MMU
+//!   notifier, stage-2 fault resolution), [`virt_cpu`] (per-CPU
+//!   enable/disable across hotplug, suspend and shutdown) and [`uapi`] (the
+//!   ioctl argument structures).
 
 pub(crate) mod abi;
 pub(crate) mod arch;
@@ -27,14 +29,17 @@ pub(crate) mod ioeventfd;
 mod kalloc;
 mod kunit;
 pub(crate) mod memslot;
+pub(crate) mod mmu;
 pub(crate) mod mmu_invalidate;
 pub(crate) mod requests;
+pub(crate) mod slot_index;
 pub(crate) mod stats;
 mod stats_fd;
 pub(crate) mod storage;
 pub(crate) mod uapi;
 mod vcpu;
 mod vm;
+mod virt_cpu;
 pub(crate) mod vm_limits;
 
 pub(crate) use dev::KvmModule;

@@ -47,6 +47,12 @@ use super::{
         Ioeventfds, //
     },
     kalloc::KernelAlloc,
+    mmu::{
+        Notifier,
+        ShadowIndex,
+        VmMmu,
+        VmNotifier, //
+    },
     memslot::{
         self,
         Change,
@@ -142,6 +148,17 @@ pub(crate) struct Vm {
     /// `kvm->slots_lock` and address space 0.
     #[pin]
     slots: Mutex<Memslots<KernelAlloc>>,
+    /// The stage-2 MMU (`kvm->mmu_lock` and what it protects), shared with
+    /// the MMU notifier.
+    mmu: Arc<VmMmu>,
+    /// `kvm->mmu_notifier` on the creator's mm; unregistered (waiting for
+    /// running callbacks) when the VM is dropped.
+    #[pin]
+    notifier: VmNotifier,
+    /// The inactive copy of the memslots for `mmu` (under `slots`' lock,
+    /// taken after it).
+    #[pin]
+    shadow: Mutex<ShadowIndex>,
     /// `kvm->ioeventfds` (under `slots_lock` upstream). Dropping the VM
     /// releases every eventfd reference, as `kvm_destroy_vm()` does.
     #[pin]
@@ -163,7 +180,9 @@ impl Vm {
         let gpa_bits = Host::vm_gpa_bits(ty)?;
         let current = kernel::current!();
         // A task without an mm (a kernel thread) cannot own a VM.
-        let mm: ARef<Mm> = ARef::from(&**current.mm().ok_or(EINVAL)?);
+        let user_mm = current.mm().ok_or(EINVAL)?;
+        let mm: ARef<Mm> = ARef::from(&**user_mm);
+        let mmu = Arc::pin_init(VmMmu::new(Host::stage2_new(gpa_bits)?), GFP_KERNEL_ACCOUNT)?;
         let pid = current.pid();
         let stats_id = StatsId::vm(pid);
         let mut stats = KVVec::new();
@@ -175,6 +194,9 @@ impl Vm {
                     vcpus: KVVec::new(),
                 }),
                 slots <- new_mutex!(Memslots::new(Host::memslot_limits(gpa_bits))),
+                notifier <- Notifier::register(user_mm, mmu.clone()),
+                mmu,
+                shadow <- new_mutex!(ShadowIndex::new()),
                 ioeventfds <- new_mutex!(Ioeventfds::new()),
                 mm,
                 pid,
@@ -194,6 +216,12 @@ impl Vm {
             Some(mm) if core::ptr::eq(mm.as_raw(), self.mm.as_raw()) => Ok(()),
             _ => Err(EIO),
         }
+    }
+
+    /// The stage-2 MMU, for the arch's fault handler.
+    #[allow(dead_code)]
+    pub(crate) fn mmu(&self) -> &VmMmu {
+        &self.mmu
     }
 
     /// The creator's pid.
@@ -261,7 +289,19 @@ impl Vm {
                 }
             }
         };
-        self.slots.lock().set_memory_region(ioctl, &mem, &mut SlotHooks)?;
+        let mut slots = self.slots.lock();
+        let mut shadow = self.shadow.lock();
+        // Room is made before the change, so that publishing it cannot fail.
+        shadow.prepare(&slots)?;
+        let mut hooks = SlotHooks { mmu: &self.mmu, invalidated: None, committed: None };
+        let changed = slots.set_memory_region(ioctl, &mem, &mut hooks);
+        if let Some((old, new)) = hooks.committed {
+            shadow.commit(&self.mmu, &slots, old.as_ref(), new.as_ref());
+        } else if let Some(id) = hooks.invalidated {
+            // A DELETE or MOVE failed after its slot was made INVALID.
+            self.mmu.revalidate_slot(id);
+        }
+        changed?;
         Ok(0)
     }
 
@@ -279,7 +319,13 @@ impl Vm {
         let mut slots = self.slots.lock();
         let busy = st.limits.created != 0 || !slots.is_empty();
         match Host::vm_enable_cap(ec.cap, ec.flags, &ec.args, busy)? {
-            VmCapChange::GpaBits(bits) => slots.set_gpa_bits(bits)?,
+            VmCapChange::GpaBits(bits) => {
+                // Nothing is mapped yet (no memslot): new, empty tables of
+                // the new size replace the old ones.
+                let fresh = Host::stage2_new(bits);
+                slots.set_gpa_bits(bits)?;
+                self.mmu.replace_stage2(fresh?);
+            }
         }
         Ok(0)
     }
@@ -369,9 +415,15 @@ pub(crate) fn check_extension(arg: usize, vm: Option<&VmFacts>) -> isize {
 /// The arch part of a memslot change (`kvm_arch_prepare_memory_region()`).
 /// Runs in the ioctl of the VM's creator (`check_mm`), so the VMAs are
 /// those of the current task's mm, as upstream's `current->mm`.
-struct SlotHooks;
+struct SlotHooks<'a> {
+    mmu: &'a VmMmu,
+    /// The slot made INVALID by a DELETE or MOVE.
+    invalidated: Option<u16>,
+    /// The committed change: the old and the new slot.
+    committed: Option<(Option<Memslot>, Option<Memslot>)>,
+}
 
-impl MemslotHooks for SlotHooks {
+impl MemslotHooks for SlotHooks<'_> {
     fn prepare(&mut self, _old: Option<&Memslot>, new: Option<&Memslot>, change: Change) -> Result<(), Errno> {
         // Both upstream arches check the VMAs behind a created, moved or
         // re-flagged slot.
@@ -386,11 +438,14 @@ impl MemslotHooks for SlotHooks {
         check_vmas(mm, new)
     }
 
-    fn flush_shadow(&mut self, _old: &Memslot) {
-        // No stage-2 mappings exist yet.
+    fn flush_shadow(&mut self, old: &Memslot) {
+        self.invalidated = Some(old.id);
+        self.mmu.invalidate_slot(old);
     }
 
-    fn commit(&mut self, _old: Option<&Memslot>, _new: Option<&Memslot>, _change: Change) {}
+    fn commit(&mut self, old: Option<&Memslot>, new: Option<&Memslot>, _change: Change) {
+        self.committed = Some((old.copied(), new.copied()));
+    }
 }
 
 /// The VMA walk of riscv and arm64 `kvm_arch_prepare_memory_region()`: a

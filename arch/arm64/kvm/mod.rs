@@ -326,6 +326,32 @@ impl Arch for Host {
         }
         Ok(())
     }
+
+    // With VHE the host kernel already runs at EL2: nothing to turn on per
+    // CPU until the world switch brings vGIC and timer state.
+    fn enable_cpu() -> Result {
+        Ok(())
+    }
+
+    fn disable_cpu() {}
+
+    // No stage-2 tables yet (the stage-2 MMU comes with the arm64 world switch): nothing is ever
+    // mapped, so there is nothing to unmap or age.
+    type Stage2 = ();
+
+    fn stage2_new(_gpa_bits: u32) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    fn stage2_unmap(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) {}
+
+    fn stage2_age(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) -> bool {
+        false
+    }
+
+    fn stage2_test_age(_s2: &(), _gfn_start: u64, _gfn_end: u64) -> bool {
+        false
+    }
 }
 
 /// The checks of `kvm_arch_vcpu_ioctl()` and `kvm_arm_{get,set}_reg()` for

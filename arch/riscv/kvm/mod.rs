@@ -2,6 +2,7 @@
 
 //! riscv64 backend: the host kernel runs in HS-mode (H extension).
 
+mod cpu_enable;
 mod csr;
 
 use crate::kvm::{
@@ -244,6 +245,33 @@ impl Arch for Host {
         let control = dbg.0.control;
         vcpu.guest_debug = if control & uapi::KVM_GUESTDBG_ENABLE != 0 { control } else { 0 };
         Ok(())
+    }
+
+    fn enable_cpu() -> Result {
+        cpu_enable::enable_this_hart();
+        Ok(())
+    }
+
+    fn disable_cpu() {
+        cpu_enable::disable_this_hart();
+    }
+
+    // No stage-2 tables yet (the G-stage comes with the riscv world switch): nothing is ever
+    // mapped, so there is nothing to unmap or age.
+    type Stage2 = ();
+
+    fn stage2_new(_gpa_bits: u32) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    fn stage2_unmap(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) {}
+
+    fn stage2_age(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) -> bool {
+        false
+    }
+
+    fn stage2_test_age(_s2: &(), _gfn_start: u64, _gfn_end: u64) -> bool {
+        false
     }
 }
 
