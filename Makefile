@@ -28,7 +28,7 @@ B := tools/bench
 IN_ROOT := $(B)/in-root
 
 .PHONY: help toolchain linux-src kernel kernels module clippy userprogs rootfs \
-	boot run hosttest kunit selftests selftests-build selftests-compare kvm-diff check \
+	boot run hosttest kunit selftests selftests-build selftests-compare kvm-diff lifecycle check \
 	clean distclean
 
 help:
@@ -52,6 +52,7 @@ help:
 	@echo '             -> build/ARCH/selftests-BACKEND.json'
 	@echo '  selftests-compare  both backends, test x backend matrix'
 	@echo '  kvm-diff   the same ioctl sequence on upstream KVM and kvm_rs, transcripts compared'
+	@echo '  lifecycle  VM create/destroy loop, CPU hotplug, suspend, unload, kmemleak (BACKEND)'
 	@echo '  clean      remove build/   distclean: also the cache $(KVMRS_CACHE)'
 
 toolchain:
@@ -96,6 +97,9 @@ selftests-compare: rootfs
 
 kvm-diff: rootfs
 	@$(IN_ROOT) $(B)/kvm-diff.sh $(ARCH)
+
+lifecycle: rootfs
+	@$(IN_ROOT) $(B)/lifecycle.sh $(ARCH)
 
 hosttest: toolchain
 	@$(IN_ROOT) $(B)/hosttest.sh

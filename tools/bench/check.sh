@@ -52,6 +52,11 @@ for arch in $arches; do
 	rm -f "$out/results/kvm-diff.txt"
 	stage "$arch/kvm-diff" make -s kvm-diff ARCH="$arch" || true
 	collect "$out/results/kvm-diff.txt" "$arch/kvm-diff: "
+	# Module life: VMs created and destroyed in a loop, CPU hotplug,
+	# suspend, unload, kmemleak (tools/bench/host-lifecycle.sh).
+	rm -f "$out/results/lifecycle.txt"
+	stage "$arch/lifecycle(kvm_rs)" make -s lifecycle ARCH="$arch" BACKEND=kvm_rs || true
+	collect "$out/results/lifecycle.txt" "$arch/lifecycle: "
 	# The yardstick itself: upstream KVM boots the nested guest through
 	# Debian's QEMU in this emulated host.
 	stage "$arch/nested-guest(upstream kvm)" make -s run ARCH="$arch" BACKEND=kvm || true

@@ -6,7 +6,7 @@
 #   kvmrs.backend=kvm_rs|kvm|none   who serves /dev/kvm (kvm = upstream KVM:
 #                                   riscv64 loads the in-tree kvm.ko; arm64's
 #                                   is built in, on unless kvm-arm.mode=none)
-#   kvmrs.do=probe,guest,selftests,diff  what to run (comma separated, in order)
+#   kvmrs.do=probe,guest,selftests,diff,lifecycle  what to run (comma separated, in order)
 # With "selftests", the plan (test name and timeout per line) is read from
 # the 9p share "kvmrs" (build/<arch>/share), where the results go too.
 # "diff" runs kvm-diff and writes its transcript to the share (kvm-diff.txt).
@@ -104,6 +104,14 @@ for step in $(echo "$todo" | tr , ' '); do
 			rc=2
 		else
 			/opt/kvmrs/host-selftests.sh /mnt/share || rc=1
+		fi
+		;;
+	lifecycle)
+		if [ ! -d /mnt/share ]; then
+			echo "KVMRS-ERROR the lifecycle checks need the 9p share 'kvmrs'"
+			rc=2
+		else
+			/opt/kvmrs/host-lifecycle.sh /mnt/share || rc=1
 		fi
 		;;
 	diff)

@@ -28,7 +28,7 @@ o=$stage/opt/kvmrs
 mkdir -p "$stage"/{dev,proc,sys,tmp,run,mnt,root} "$o"/{bin,guest,selftests}
 cp /opt/kvmrs/busybox-"$arch"/usr/bin/busybox "$o/bin/busybox"
 cp "$B/host-init.sh" "$stage/init"
-cp "$B/host-guest.sh" "$B/host-selftests.sh" "$o/"
+cp "$B/host-guest.sh" "$B/host-selftests.sh" "$B/host-lifecycle.sh" "$o/"
 chmod +x "$stage/init" "$o"/*.sh
 cp "$out/module/kvm_rs.ko" "$o/"
 # Upstream KVM: a module on riscv64, built in on arm64.

@@ -10,3 +10,4 @@ mkdir -p "$out/bin"
 khdr=()
 [ ! -f "$kbuild/usr/include/linux/kvm.h" ] || khdr=(-isystem "$kbuild/usr/include")
 "${cross}gcc" -static -O2 -Wall -Werror "${khdr[@]}" -o "$out/bin/kvm-diff" "$KVMRS_TOP/tools/testing/kvm-diff/kvm-diff.c"
+"${cross}gcc" -static -O2 -Wall -Werror "${khdr[@]}" -o "$out/bin/kvm-lifecycle" "$KVMRS_TOP/tools/testing/kvm-lifecycle/kvm-lifecycle.c"
