@@ -15,7 +15,7 @@ ARCH ?= riscv64
 CLIPPY ?=
 KVMRS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kvm-rs
 BACKEND ?= kvm_rs
-export KVMRS_CACHE BOOT_TIMEOUT BOOT_LOG KUNIT_TIMEOUT BACKEND TEST ST_TIMEOUT DO
+export KVMRS_CACHE BOOT_TIMEOUT BOOT_LOG KUNIT_TIMEOUT BACKEND TEST ST_TIMEOUT DO KVARIANT
 
 ifeq ($(filter $(ARCH),riscv64 arm64),)
 $(error ARCH must be riscv64 or arm64, not '$(ARCH)')
@@ -98,8 +98,10 @@ selftests-compare: rootfs
 kvm-diff: rootfs
 	@$(IN_ROOT) $(B)/kvm-diff.sh $(ARCH)
 
-lifecycle: rootfs
-	@$(IN_ROOT) $(B)/lifecycle.sh $(ARCH)
+# On the kmemleak variant of the kernel (configs/kmemleak.config).
+lifecycle: toolchain
+	@$(MAKE) -s rootfs ARCH=$(ARCH) KVARIANT=kmemleak
+	@$(IN_ROOT) env KVARIANT=kmemleak $(B)/lifecycle.sh $(ARCH)
 
 hosttest: toolchain
 	@$(IN_ROOT) $(B)/hosttest.sh

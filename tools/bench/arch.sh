@@ -33,6 +33,9 @@ kvm) host_append="" ;;
 none) host_append=$host_append_kvm_rs ;;
 *) die "unknown BACKEND '$backend' (kvm_rs or kvm)" ;;
 esac
-kbuild=$KVMRS_CACHE/kernel/$arch
+# KVARIANT=NAME selects the variant kernel (tools/bench/configs/NAME.config
+# on top) and its own build directory.
+kvariant=${KVARIANT:-}
+kbuild=$KVMRS_CACHE/kernel/$arch${kvariant:+-$kvariant}
 kimage=$kbuild/arch/$karch/boot/Image
-out=$KVMRS_TOP/build/$arch
+out=$KVMRS_TOP/build/$arch${kvariant:+-$kvariant}

@@ -10,7 +10,16 @@
 
 src=$KVMRS_CACHE/linux/src
 patchdir=$KVMRS_TOP/rust/linux-7.3-patches
+# Fast path, no lock: the tree carries this checkout's series already
+# (kernel.sh checks again under the build lock).
+if [ -f "$src/.kvmrs-base" ] && [ "$(cat "$src/.git/kvmrs-series" 2>/dev/null)" = "$(series_key)" ]; then
+	exit 0
+fi
+# "linux-src" serializes the fetch and the switches (older checkouts take it
+# too); "linux-src-build" is held shared by every kernel build: taking it
+# exclusively waits until no build compiles from the tree.
 cache_lock "linux-src"
+cache_lock "linux-src-build"
 
 if [ ! -f "$src/.kvmrs-base" ]; then
 	log "linux-src: fetching Debian linux-source-7.3"

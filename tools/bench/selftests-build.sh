@@ -2,7 +2,8 @@
 # Build the upstream KVM selftests of our linux-source-7.3 tree for one arch
 # (inside the toolchain root), against the uapi headers of our patched kernel:
 #   selftests-build.sh riscv64|arm64
-# Output: $KVMRS_CACHE/kselftests/<arch>-<key>/ with the stripped test
+# Output: $KVMRS_CACHE/kselftests/<variant>/<arch>-<key>/ (variant "main" for
+# the main kernels, else $KVARIANT) with the stripped test
 # binaries and list.txt (one test per line, e.g. "riscv/ebreak_test").
 # Prints the output directory.
 . "$(dirname "$0")/lib.sh"
@@ -15,14 +16,15 @@ cache_lock "selftests-$arch"
 [ -f "$kbuild/.kvmrs-build-key" ] || die "selftests[$arch]: no kernel build (make kernel ARCH=$arch)"
 key=$(hashkey "$0" -- "$(cat "$kbuild/.kvmrs-build-key")")
 # (Older checkouts kept theirs in selftests/ and empty it on every build.)
-dest=$KVMRS_CACHE/kselftests/$arch-$key
+dir=$KVMRS_CACHE/kselftests/${kvariant:-main}
+dest=$dir/$arch-$key
 if [ -f "$dest/list.txt" ]; then
 	echo "$dest"
 	exit 0
 fi
 
 log "selftests[$arch]: building tools/testing/selftests/kvm ($key)"
-rm -rf "$KVMRS_CACHE/kselftests/$arch-"*
+rm -rf "$dir/$arch-"*
 obj=$dest.obj
 mkdir -p "$obj"
 make -s -C "$src" O="$kbuild" ARCH="$karch" LLVM=1 headers >&2

@@ -140,3 +140,26 @@ fn on_each_online_cpu(f: unsafe extern "C" fn(*mut c_void)) {
 
 /// The syscore registration.
 pub(crate) type SysVirtReg = Syscore<SysVirt>;
+
+#[kunit_tests(kvm_rs_virt_cpu)]
+mod tests {
+    use super::*;
+    use kernel::cpumask::Cpumask;
+
+    /// The suite runs once the module is live: the hotplug state has turned
+    /// virtualization on on exactly the online CPUs.
+    #[test]
+    fn enabled_on_exactly_the_online_cpus() {
+        // SAFETY: `__cpu_online_mask` is the kernel's online-CPU mask, valid
+        // for the kernel's whole life.
+        let online = unsafe { Cpumask::from_raw(core::ptr::addr_of!(bindings::__cpu_online_mask)) };
+        let mut n = 0;
+        for (i, flag) in ENABLED.iter().enumerate() {
+            let Some(cpu) = CpuId::from_u32(i as u32) else { break };
+            let on = online.test(cpu);
+            assert_eq!(flag.load(Ordering::Relaxed), on);
+            n += usize::from(on);
+        }
+        assert!(n >= 1);
+    }
+}
