@@ -37,8 +37,13 @@ while :; do
 	[ "$(cat "$src/.git/kvmrs-series" 2>/dev/null)" = "$(series_key)" ] && break
 	cache_unlock_shared
 done
-key=$(hashkey "${fragments[@]}" "$0" \
-	-- "$(series_key)" "$(toolchain_key)")
+# The key names what the build depends on: the config fragments, the
+# series, the toolchain and this recipe's version (bump it when a change
+# here changes what is built; edits that do not, such as comments, then
+# rebuild nothing in the other checkouts sharing the cache).
+recipe=kernel-recipe-3
+key=$(hashkey "${fragments[@]}" \
+	-- "$recipe" "$(series_key)" "$(toolchain_key)")
 if [ "$(cat "$build/.kvmrs-build-key" 2>/dev/null)" = "$key" ] && [ -f "$build/arch/$karch/boot/Image" ]; then
 	exit 0
 fi
