@@ -112,8 +112,8 @@ pub(crate) trait IrqfdEnv {
 /// claimed.
 #[derive(Debug)]
 pub(crate) struct Irqfd<E, C> {
-    /// The claim on `eventfd`.
-    claim: C,
+    /// The claim on `eventfd`, held for its `Drop`.
+    _claim: C,
     /// The eventfd that triggers the interrupt.
     pub(crate) eventfd: E,
     /// The gsi it raises.
@@ -182,7 +182,7 @@ impl<A: Alloc, E: PartialEq, C> Irqfds<A, E, C> {
         };
         let claim = env.claim(&eventfd)?;
         self.entries.try_push(Irqfd {
-            claim,
+            _claim: claim,
             eventfd,
             gsi: args.gsi,
             resamplefd,
