@@ -60,10 +60,12 @@ static const char *errname(int e)
 	case E2BIG: return "E2BIG";
 	case ENOEXEC: return "ENOEXEC";
 	case EBADF: return "EBADF";
+	case EAGAIN: return "EAGAIN";
 	case ENOMEM: return "ENOMEM";
 	case EFAULT: return "EFAULT";
 	case EBUSY: return "EBUSY";
 	case EEXIST: return "EEXIST";
+	case ENODEV: return "ENODEV";
 	case EINVAL: return "EINVAL";
 	case ENOTTY: return "ENOTTY";
 	case ENOSPC: return "ENOSPC";
