@@ -137,6 +137,11 @@ impl Drop for IrqfdClaim {
     fn drop(&mut self) {
         let mut claims = IRQFD_CLAIMS.lock();
         claims.retain(|k| *k != self.key);
+        if claims.is_empty() {
+            // Give the buffer back: a static is never dropped, so the
+            // module would otherwise leak it at unload.
+            *claims = KVVec::new();
+        }
     }
 }
 
@@ -231,7 +236,10 @@ mod tests {
         let ca = claim_key(a);
         assert!(ca.is_ok());
         drop((ca, cb));
-        assert!(!IRQFD_CLAIMS.lock().iter().any(|k| *k == a || *k == b));
+        let claims = IRQFD_CLAIMS.lock();
+        assert!(!claims.iter().any(|k| *k == a || *k == b));
+        // No irqfd is left: the buffer is freed too.
+        assert_eq!(claims.capacity(), 0);
     }
 
     /// An environment with eventfds 3..=9 whose claims are the module's.
