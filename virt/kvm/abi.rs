@@ -41,6 +41,8 @@ impl Errno {
     pub(crate) const EBADF: Errno = Errno(9);
     /// Exec format error (a vCPU that cannot run yet).
     pub(crate) const ENOEXEC: Errno = Errno(8);
+    /// Try again (e.g. an irqfd before the interrupt controller is ready).
+    pub(crate) const EAGAIN: Errno = Errno(11);
     /// Out of memory.
     pub(crate) const ENOMEM: Errno = Errno(12);
     /// Bad address.
@@ -49,6 +51,8 @@ impl Errno {
     pub(crate) const EBUSY: Errno = Errno(16);
     /// File exists (e.g. overlapping memslots, duplicate vCPU id).
     pub(crate) const EEXIST: Errno = Errno(17);
+    /// No such device (e.g. an unknown `KVM_CREATE_DEVICE` type).
+    pub(crate) const ENODEV: Errno = Errno(19);
     /// Invalid argument.
     pub(crate) const EINVAL: Errno = Errno(22);
     /// Inappropriate ioctl for device.

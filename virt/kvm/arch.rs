@@ -11,6 +11,7 @@
 
 use super::{
     abi::Errno,
+    device_fd::VmDeviceOps,
     memslot::MemslotLimits,
     stats::StatsSchema,
     uapi::GuestDebug,
@@ -38,6 +39,18 @@ pub(crate) enum VmCapChange {
     /// exist): riscv64 `KVM_CAP_VM_GPA_BITS`.
     #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     GpaBits(u32),
+}
+
+/// What setting a gsi's level on the VM's in-kernel interrupt controller
+/// did ([`Arch::set_gsi_level`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SetIrq {
+    /// The interrupt controller took it (upstream's `kvm_set_irq()` > 0).
+    #[allow(dead_code)]
+    Delivered,
+    /// No in-kernel interrupt controller, or none routes this gsi: nothing
+    /// happens (upstream's `kvm_set_irq()` = 0).
+    NoIrqchip,
 }
 
 /// An architecture backend. Implemented by `crate::arch::Host`.
@@ -249,4 +262,38 @@ pub(crate) trait Arch {
     /// Whether any mapping of `[gfn_start, gfn_end)` is young, without
     /// clearing it (`kvm_test_age_gfn()`).
     fn stage2_test_age(s2: &Self::Stage2, gfn_start: u64, gfn_end: u64) -> bool;
+
+    /// `kvm_arch_intc_initialized()`: whether `KVM_IRQFD` may assign
+    /// (`EAGAIN` otherwise).
+    ///
+    /// - riscv64: always (upstream has no such hook there; an irqfd on a VM
+    ///   without the AIA device injects nothing);
+    /// - arm64: once the VM's vGIC is initialized; kvm_rs has no vGIC yet,
+    ///   so never. With the vGIC this becomes a question about the VM, and
+    ///   takes the VM's arch state.
+    fn intc_initialized() -> bool;
+
+    /// Sets the level of `gsi` on the VM's in-kernel interrupt controller,
+    /// through the VM's gsi routing (upstream's `kvm_set_irq()` from an
+    /// irqfd or `KVM_IRQ_LINE`).
+    ///
+    /// - riscv64: no in-kernel irqchip yet: [`SetIrq::NoIrqchip`]. The AIA
+    ///   will route the gsi to an APLIC wire (or an IMSIC MSI);
+    /// - arm64: no vGIC yet: [`SetIrq::NoIrqchip`]. The vGICv3 will map the
+    ///   gsi to an SPI (gsi + 32) by its default routing.
+    ///
+    /// Both will take the VM's arch state, which holds the irqchip.
+    fn set_gsi_level(gsi: u32, level: bool) -> SetIrq;
+
+    /// The operations of device type `ty` (below `KVM_DEV_TYPE_MAX`), if
+    /// this host registers it (upstream's `kvm_register_device_ops()` at
+    /// module init, often depending on the host's hardware).
+    ///
+    /// - riscv64: none yet. The AIA (`KVM_DEV_TYPE_RISCV_AIA`) will be
+    ///   offered on a host with Ssaia;
+    /// - arm64: none yet. The vGICv3 (`KVM_DEV_TYPE_ARM_VGIC_V3`, then
+    ///   `KVM_DEV_TYPE_ARM_VGIC_ITS`) will be offered on a GICv3 host.
+    ///
+    /// See [`device_fd`](super::device_fd) for how a type plugs in.
+    fn device_ops(ty: u32) -> Option<&'static VmDeviceOps>;
 }

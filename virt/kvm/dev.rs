@@ -99,6 +99,9 @@ pub(crate) struct KvmModule {
 impl kernel::InPlaceModule for KvmModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         pin_init::pin_init_scope(move || {
+            // SAFETY: Called once, here, before `/dev/kvm` (and so any VM)
+            // exists.
+            unsafe { super::eventfd::init_irqfd_claims() };
             Host::probe()?;
             let options = MiscDeviceOptions {
                 name: c"kvm",
@@ -168,17 +171,18 @@ mod tests {
     fn only_implemented_caps_are_claimed() {
         let ask = |cap: u32| abi::dev_ioctl(&HostSys, abi::KVM_CHECK_EXTENSION, cap as usize);
         for cap in [uapi::KVM_CAP_USER_MEMORY, uapi::KVM_CAP_USER_MEMORY2, uapi::KVM_CAP_BINARY_STATS_FD,
-                    uapi::KVM_CAP_IMMEDIATE_EXIT, uapi::KVM_CAP_READONLY_MEM] {
+                    uapi::KVM_CAP_IMMEDIATE_EXIT, uapi::KVM_CAP_READONLY_MEM, uapi::KVM_CAP_DEVICE_CTRL] {
             assert_eq!(ask(cap), Ok(1));
         }
         assert_eq!(ask(uapi::KVM_CAP_NR_MEMSLOTS), Ok(32767));
         assert_eq!(ask(uapi::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2), Ok(3));
         assert!(matches!(ask(uapi::KVM_CAP_MAX_VCPUS), Ok(n) if n >= 512));
-        // Features kvm_rs does not have yet: irqchip, eventfds, MMIO rings,
-        // dirty rings, halt polling, devices, guest_memfd.
-        for cap in [uapi::KVM_CAP_IRQCHIP, uapi::KVM_CAP_IRQFD, uapi::KVM_CAP_IOEVENTFD,
-                    uapi::KVM_CAP_COALESCED_MMIO, uapi::KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
-                    uapi::KVM_CAP_HALT_POLL, uapi::KVM_CAP_DEVICE_CTRL, uapi::KVM_CAP_GUEST_MEMFD,
+        // Features kvm_rs does not have yet: irqchip, eventfd signalling
+        // (irqfd and ioeventfd are only bookkeeping), MMIO rings, dirty
+        // rings, halt polling, guest_memfd.
+        for cap in [uapi::KVM_CAP_IRQCHIP, uapi::KVM_CAP_IRQFD, uapi::KVM_CAP_IRQFD_RESAMPLE,
+                    uapi::KVM_CAP_IOEVENTFD, uapi::KVM_CAP_COALESCED_MMIO,
+                    uapi::KVM_CAP_DIRTY_LOG_RING_ACQ_REL, uapi::KVM_CAP_HALT_POLL, uapi::KVM_CAP_GUEST_MEMFD,
                     uapi::KVM_CAP_ONE_REG, uapi::KVM_CAP_SYNC_MMU, 100_000] {
             assert_eq!(ask(cap), Ok(0));
         }

@@ -11,11 +11,12 @@
 //! - pure logic, built from `core` only and also tested on the host with
 //!   `cargo test` (`tools/testing/host`): [`abi`], [`storage`], [`memslot`],
 //!   [`dirty_log`], [`mmu_invalidate`], [`stats`], [`vm_limits`],
-//!   [`requests`], [`ioeventfd`], [`slot_index`];
+//!   [`requests`], [`ioeventfd`], [`slot_index`], [`irqfd`], [`device`];
 //! - the kernel glue that turns them into file descriptors: [`dev`]
 //!   (`/dev/kvm`), [`vm`] (VM fd), [`vcpu`] (vCPU fd), [`stats_fd`] (binary
 //!   statistics fds), [`kalloc`] (the kernel's [`storage::Alloc`]),
-//!   [`eventfd`] (eventfd references), [`mmu`] (`mmu_lock`, the MMU
+//!   [`eventfd`] (eventfd references, `KVM_IRQFD`), [`device_fd`]
+//!   (`KVM_CREATE_DEVICE` and device fds), [`mmu`] (`mmu_lock`, the MMU
 //!   notifier, stage-2 fault resolution), [`virt_cpu`] (per-CPU
 //!   enable/disable across hotplug, suspend and shutdown) and [`uapi`] (the
 //!   ioctl argument structures).
@@ -23,9 +24,12 @@
 pub(crate) mod abi;
 pub(crate) mod arch;
 mod dev;
+pub(crate) mod device;
+pub(crate) mod device_fd;
 pub(crate) mod dirty_log;
 mod eventfd;
 pub(crate) mod ioeventfd;
+pub(crate) mod irqfd;
 mod kalloc;
 mod kunit;
 pub(crate) mod memslot;

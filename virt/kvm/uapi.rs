@@ -174,6 +174,49 @@ uapi_mirror! {
 }
 
 uapi_mirror! {
+    /// `struct kvm_irqfd` (`KVM_IRQFD`).
+    Irqfd = kvm_irqfd {
+        /// The eventfd.
+        fd: u32 = fd,
+        /// The gsi to raise.
+        gsi: u32 = gsi,
+        /// `KVM_IRQFD_FLAG_*`.
+        flags: u32 = flags,
+        /// The resample eventfd (with `KVM_IRQFD_FLAG_RESAMPLE`).
+        resamplefd: u32 = resamplefd,
+        /// Padding (ignored).
+        pad: [u8; 16] = pad,
+    }
+}
+
+uapi_mirror! {
+    /// `struct kvm_create_device` (`KVM_CREATE_DEVICE`).
+    CreateDevice = kvm_create_device {
+        /// `KVM_DEV_TYPE_*`.
+        ty: u32 = type_,
+        /// Out: the device fd.
+        fd: u32 = fd,
+        /// `KVM_CREATE_DEVICE_TEST`.
+        flags: u32 = flags,
+    }
+}
+
+uapi_mirror! {
+    /// `struct kvm_device_attr` (`KVM_{SET,GET,HAS}_DEVICE_ATTR` on device,
+    /// VM and vCPU fds).
+    DeviceAttr = kvm_device_attr {
+        /// No flags are defined; each type decides what it accepts.
+        flags: u32 = flags,
+        /// Attribute group (type-defined).
+        group: u32 = group,
+        /// Attribute within the group.
+        attr: u64 = attr,
+        /// User address of the attribute's data.
+        addr: u64 = addr,
+    }
+}
+
+uapi_mirror! {
     /// The fixed head of `struct kvm_signal_mask` (`KVM_SET_SIGNAL_MASK`);
     /// `len` bytes of sigset follow it.
     SignalMaskHead = kvm_signal_mask {
@@ -232,7 +275,9 @@ pub(crate) const KVM_IOEVENTFD: u32 =
 mod tests {
     use super::*;
     use crate::kvm::{
+        device,
         dirty_log,
+        irqfd,
         memslot,
         stats,
         vm_limits, //
@@ -261,6 +306,25 @@ mod tests {
         assert_eq!(KVM_SET_GUEST_DEBUG, _IOW::<uapi::kvm_guest_debug>(k, 0x9b));
         assert_eq!(KVM_SET_SIGNAL_MASK, _IOW::<uapi::kvm_signal_mask>(k, 0x8b));
         assert_eq!(KVM_IOEVENTFD, _IOW::<uapi::kvm_ioeventfd>(k, 0x79));
+        assert_eq!(irqfd::KVM_IRQFD, _IOW::<uapi::kvm_irqfd>(k, 0x76));
+        assert_eq!(device::KVM_CREATE_DEVICE, _IOWR::<uapi::kvm_create_device>(k, 0xe0));
+        assert_eq!(device::KVM_SET_DEVICE_ATTR, _IOW::<uapi::kvm_device_attr>(k, 0xe1));
+        assert_eq!(device::KVM_GET_DEVICE_ATTR, _IOW::<uapi::kvm_device_attr>(k, 0xe2));
+        assert_eq!(device::KVM_HAS_DEVICE_ATTR, _IOW::<uapi::kvm_device_attr>(k, 0xe3));
+    }
+
+    #[test]
+    fn device_and_irqfd_constants_match_uapi() {
+        assert_eq!(device::KVM_DEV_TYPE_MAX, uapi::kvm_device_type_KVM_DEV_TYPE_MAX);
+        assert_eq!(device::KVM_CREATE_DEVICE_TEST, uapi::KVM_CREATE_DEVICE_TEST);
+        assert_eq!(device::dev_type::VFIO, uapi::kvm_device_type_KVM_DEV_TYPE_VFIO);
+        assert_eq!(device::dev_type::ARM_VGIC_V2, uapi::kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V2);
+        assert_eq!(device::dev_type::ARM_VGIC_V3, uapi::kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3);
+        assert_eq!(device::dev_type::ARM_VGIC_ITS, uapi::kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_ITS);
+        assert_eq!(device::dev_type::RISCV_AIA, uapi::kvm_device_type_KVM_DEV_TYPE_RISCV_AIA);
+        assert_eq!(device::dev_type::ARM_VGIC_V5, uapi::kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V5);
+        assert_eq!(irqfd::FLAG_DEASSIGN, uapi::KVM_IRQFD_FLAG_DEASSIGN);
+        assert_eq!(irqfd::FLAG_RESAMPLE, uapi::KVM_IRQFD_FLAG_RESAMPLE);
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //!
 //! - `ioeventfds` is the part of `slots_lock` that guards
 //!   `kvm->ioeventfds`; it is never held with the others.
+//! - `irqfds` is `kvm->irqfds.lock`; it is never held with the others
+//!   (only the module-wide irqfd claim lock is taken under it).
 //!
 //! Lock order: `state`, then `slots` (as `kvm->lock` before `slots_lock`).
 
@@ -37,15 +39,25 @@ use super::{
         VmCapChange,
         VmFacts, //
     },
+    device::KVM_CREATE_DEVICE,
+    device_fd::{
+        self,
+        DeviceList, //
+    },
     dirty_log::{
         self,
         KVM_DIRTY_LOG_MANUAL_CAPS, //
     },
-    eventfd::EventfdCtx,
+    eventfd::{
+        self,
+        EventfdCtx,
+        VmIrqfds, //
+    },
     ioeventfd::{
         IoeventfdArgs,
         Ioeventfds, //
     },
+    irqfd::KVM_IRQFD,
     kalloc::KernelAlloc,
     mmu::{
         Notifier,
@@ -133,6 +145,8 @@ pub(crate) struct VmState {
     limits: VcpuLimits,
     /// The vCPUs, in creation order (upstream's `vcpu_array`).
     vcpus: KVVec<Arc<Vcpu>>,
+    /// The devices (`kvm->devices`), destroyed with the VM.
+    pub(crate) devices: DeviceList<Vm>,
 }
 
 /// A virtual machine.
@@ -144,7 +158,7 @@ pub(crate) struct VmState {
 pub(crate) struct Vm {
     /// `kvm->lock`.
     #[pin]
-    state: Mutex<VmState>,
+    pub(crate) state: Mutex<VmState>,
     /// `kvm->slots_lock` and address space 0.
     #[pin]
     slots: Mutex<Memslots<KernelAlloc>>,
@@ -163,6 +177,10 @@ pub(crate) struct Vm {
     /// releases every eventfd reference, as `kvm_destroy_vm()` does.
     #[pin]
     ioeventfds: Mutex<Ioeventfds<KernelAlloc, EventfdCtx>>,
+    /// `kvm->irqfds`. Dropping the VM releases every irqfd
+    /// (`kvm_irqfd_release()`).
+    #[pin]
+    irqfds: Mutex<VmIrqfds>,
     /// The creator's address space (`mmgrab`).
     mm: ARef<Mm>,
     /// The creator's pid (`task_pid_nr(current)`), for the stats ids.
@@ -192,12 +210,14 @@ impl Vm {
                 state <- new_mutex!(VmState {
                     limits: Host::vcpu_limits(),
                     vcpus: KVVec::new(),
+                    devices: DeviceList::new(),
                 }),
                 slots <- new_mutex!(Memslots::new(Host::memslot_limits(gpa_bits))),
                 notifier <- Notifier::register(user_mm, mmu.clone()),
                 mmu,
                 shadow <- new_mutex!(ShadowIndex::new()),
                 ioeventfds <- new_mutex!(Ioeventfds::new()),
+                irqfds <- new_mutex!(VmIrqfds::new()),
                 mm,
                 pid,
                 stats_id,
@@ -399,6 +419,8 @@ impl Vm {
             dirty_log::KVM_CLEAR_DIRTY_LOG => this.clear_dirty_log(arg),
             super::stats::KVM_GET_STATS_FD => stats_fd::create_fd(StatsOwner::Vm(this.into())),
             uapi::KVM_IOEVENTFD => this.ioeventfd(arg),
+            KVM_IRQFD => eventfd::irqfd_ioctl(&this.irqfds, arg),
+            KVM_CREATE_DEVICE => device_fd::create_ioctl(this, arg),
             _ => Ok(Host::vm_ioctl(cmd, arg)?),
         }
     }

@@ -397,11 +397,14 @@ pub(crate) fn check_extension(cfg: &GenericCaps, cap: i64, arch: impl FnOnce(i64
 
 /// The generic capabilities whose features kvm_rs implements today: the
 /// memslot ioctls, VM-fd `KVM_CHECK_EXTENSION`/`KVM_ENABLE_CAP`, binary
-/// stats fds and manual dirty-log protection. Every other capability of the
-/// generic table ([`GenericCaps::MINIMAL`] still answers some upstream
-/// answers unconditionally, e.g. `HALT_POLL`, `IOEVENTFD_ANY_LENGTH`,
-/// `DEVICE_CTRL`) is answered 0 until its feature exists.
-pub(crate) const KVM_RS_GENERIC_CAPS: [i64; 9] = [
+/// stats fds, manual dirty-log protection and the `KVM_CREATE_DEVICE`
+/// framework (`DEVICE_CTRL`: the ioctl and the device-attribute ioctls
+/// behave as upstream's; which device types exist is asked type by type
+/// with `KVM_CREATE_DEVICE_TEST`). Every other capability of the generic
+/// table ([`GenericCaps::MINIMAL`] still answers some upstream answers
+/// unconditionally, e.g. `HALT_POLL`, `IOEVENTFD_ANY_LENGTH`, `IRQFD`) is
+/// answered 0 until its feature exists.
+pub(crate) const KVM_RS_GENERIC_CAPS: [i64; 10] = [
     cap::USER_MEMORY,
     cap::USER_MEMORY2,
     cap::DESTROY_MEMORY_REGION_WORKS,
@@ -411,6 +414,7 @@ pub(crate) const KVM_RS_GENERIC_CAPS: [i64; 9] = [
     cap::ENABLE_CAP_VM,
     cap::BINARY_STATS_FD,
     cap::MANUAL_DIRTY_LOG_PROTECT2,
+    cap::DEVICE_CTRL,
 ];
 
 /// kvm_rs's `KVM_CHECK_EXTENSION`: upstream's generic answer (with
@@ -550,8 +554,9 @@ mod host_tests {
         assert_eq!(kvm_rs_check_extension(cap::NR_MEMSLOTS, arch), 32767);
         assert_eq!(kvm_rs_check_extension(cap::MANUAL_DIRTY_LOG_PROTECT2, arch), 3);
         assert_eq!(kvm_rs_check_extension(cap::BINARY_STATS_FD, arch), 1);
+        assert_eq!(kvm_rs_check_extension(cap::DEVICE_CTRL, arch), 1);
         // Upstream answers these unconditionally; kvm_rs has no feature yet.
-        for c in [cap::HALT_POLL, cap::IOEVENTFD_ANY_LENGTH, cap::DEVICE_CTRL, cap::SYNC_MMU,
+        for c in [cap::HALT_POLL, cap::IOEVENTFD_ANY_LENGTH, cap::SYNC_MMU,
                   cap::SYSTEM_EVENT_DATA, cap::INTERNAL_ERROR_DATA, cap::COALESCED_MMIO,
                   cap::IRQFD, cap::DIRTY_LOG_RING_ACQ_REL, cap::GUEST_MEMFD] {
             assert_eq!(kvm_rs_check_extension(c, arch), 0, "cap {c}");

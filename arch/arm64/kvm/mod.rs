@@ -8,9 +8,16 @@ use crate::kvm::{
     abi::Errno,
     arch::{
         Arch,
+        SetIrq,
         VmCapChange,
         VmFacts, //
     },
+    device::{
+        AttrOp,
+        KVM_HAS_DEVICE_ATTR,
+        KVM_SET_DEVICE_ATTR, //
+    },
+    device_fd::VmDeviceOps,
     memslot::MemslotLimits,
     stats::{
         StatsSchema,
@@ -19,6 +26,7 @@ use crate::kvm::{
     uapi::{
         read_user,
         reg_size,
+        DeviceAttr,
         GuestDebug, //
     },
     vm_limits::{
@@ -225,6 +233,10 @@ impl Arch for Host {
     }
 
     fn vm_ioctl(cmd: u32, arg: usize) -> Result<isize, Errno> {
+        if cmd == KVM_HAS_DEVICE_ATTR || cmd == KVM_SET_DEVICE_ATTR {
+            let attr: DeviceAttr = read_user(arg).map_err(|_| Errno::EFAULT)?;
+            return vm_attr(&attr).map(|()| 0);
+        }
         if cmd != KVM_ARM_PREFERRED_TARGET {
             return Err(Errno::EINVAL);
         }
@@ -245,6 +257,10 @@ impl Arch for Host {
     }
 
     fn vcpu_ioctl(vcpu: &mut Vcpu, cmd: u32, arg: usize) -> Result<isize, Errno> {
+        if let Some(op) = AttrOp::from_cmd(cmd) {
+            let attr: DeviceAttr = read_user(arg).map_err(|_| Errno::EFAULT)?;
+            return vcpu_attr(op, &attr).map(|()| 0);
+        }
         if cmd != KVM_ARM_VCPU_INIT {
             return Err(Errno::EINVAL);
         }
@@ -352,6 +368,58 @@ impl Arch for Host {
     fn stage2_test_age(_s2: &(), _gfn_start: u64, _gfn_end: u64) -> bool {
         false
     }
+
+    fn intc_initialized() -> bool {
+        // `vgic_initialized(kvm)`: kvm_rs has no vGIC yet.
+        false
+    }
+
+    fn set_gsi_level(_gsi: u32, _level: bool) -> SetIrq {
+        // No vGIC yet (and `KVM_IRQFD` cannot assign without one).
+        SetIrq::NoIrqchip
+    }
+
+    fn device_ops(_ty: u32) -> Option<&'static VmDeviceOps> {
+        // KVM_DEV_TYPE_ARM_VGIC_V3 (and _ITS) will come with the vGIC.
+        None
+    }
+}
+
+/// `KVM_HAS_DEVICE_ATTR` and `KVM_SET_DEVICE_ATTR` on the VM fd
+/// (`kvm_vm_has_attr()`, `kvm_vm_set_attr()`; there is no VM
+/// `KVM_GET_DEVICE_ATTR`, it is an unknown VM ioctl, `EINVAL`): every
+/// group is `ENXIO`.
+///
+/// Upstream's only group is `KVM_ARM_VM_SMCCC_CTRL` (the SMCCC filter,
+/// which decides which hypercalls exit to userspace). kvm_rs does not
+/// handle hypercalls yet, so it has no filter and answers `ENXIO` there
+/// too, where upstream answers 0 to `HAS` of `KVM_ARM_VM_SMCCC_FILTER`.
+fn vm_attr(_attr: &DeviceAttr) -> Result<(), Errno> {
+    Err(Errno::ENXIO)
+}
+
+/// `KVM_{SET,GET,HAS}_DEVICE_ATTR` on a vCPU fd (`kvm_arm_vcpu_arch_*_attr()`)
+/// for a vCPU with none of the features behind the three groups:
+///
+/// - `KVM_ARM_VCPU_PMU_V3_CTRL`: no vCPU has a PMU (`KVM_ARM_VCPU_INIT`
+///   refuses the feature), so as upstream for a vCPU without one: `SET` is
+///   `ENODEV`, `GET` of the IRQ is `EINVAL` (no in-kernel irqchip, checked
+///   first), everything else `ENXIO`;
+/// - `KVM_ARM_VCPU_TIMER_CTRL`: kvm_rs has no arch timer yet: `ENXIO`.
+///   Upstream always has one: `HAS` answers 0 for the four timer IRQs,
+///   `GET` their PPI, and `SET` is `EINVAL` without a vGIC;
+/// - `KVM_ARM_VCPU_PVTIME_CTRL`: no stolen-time support yet: `ENXIO`, as
+///   upstream without `sched_info_on()`;
+/// - any other group: `ENXIO`.
+fn vcpu_attr(op: AttrOp, attr: &DeviceAttr) -> Result<(), Errno> {
+    if attr.group == uapi::KVM_ARM_VCPU_PMU_V3_CTRL {
+        return match op {
+            AttrOp::Set => Err(Errno::ENODEV),
+            AttrOp::Get if attr.attr == u64::from(uapi::KVM_ARM_VCPU_PMU_V3_IRQ) => Err(Errno::EINVAL),
+            _ => Err(Errno::ENXIO),
+        };
+    }
+    Err(Errno::ENXIO)
 }
 
 /// The checks of `kvm_arch_vcpu_ioctl()` and `kvm_arm_{get,set}_reg()` for
@@ -425,6 +493,25 @@ mod tests {
         assert_eq!(Host::get_mp_state(&v), uapi::KVM_MP_STATE_RUNNABLE);
         v.initialized = true;
         assert_eq!(Host::vcpu_run(&mut v), Err(Errno::ENOEXEC));
+    }
+
+    #[test]
+    fn vm_and_vcpu_attributes_of_absent_features() {
+        let attr = |group: u32, a: u32| DeviceAttr { flags: 0, group, attr: u64::from(a), addr: 0 };
+        let pmu = uapi::KVM_ARM_VCPU_PMU_V3_CTRL;
+        assert_eq!(vcpu_attr(AttrOp::Set, &attr(pmu, uapi::KVM_ARM_VCPU_PMU_V3_IRQ)), Err(Errno::ENODEV));
+        assert_eq!(vcpu_attr(AttrOp::Set, &attr(pmu, 99)), Err(Errno::ENODEV));
+        assert_eq!(vcpu_attr(AttrOp::Get, &attr(pmu, uapi::KVM_ARM_VCPU_PMU_V3_IRQ)), Err(Errno::EINVAL));
+        assert_eq!(vcpu_attr(AttrOp::Get, &attr(pmu, uapi::KVM_ARM_VCPU_PMU_V3_INIT)), Err(Errno::ENXIO));
+        assert_eq!(vcpu_attr(AttrOp::Has, &attr(pmu, uapi::KVM_ARM_VCPU_PMU_V3_IRQ)), Err(Errno::ENXIO));
+        for group in [uapi::KVM_ARM_VCPU_TIMER_CTRL, uapi::KVM_ARM_VCPU_PVTIME_CTRL, 3, u32::MAX] {
+            for op in [AttrOp::Set, AttrOp::Get, AttrOp::Has] {
+                assert_eq!(vcpu_attr(op, &attr(group, 0)), Err(Errno::ENXIO));
+            }
+        }
+        assert_eq!(vm_attr(&attr(uapi::KVM_ARM_VM_SMCCC_CTRL, uapi::KVM_ARM_VM_SMCCC_FILTER)), Err(Errno::ENXIO));
+        assert!(!Host::intc_initialized());
+        assert_eq!(Host::set_gsi_level(0, true), SetIrq::NoIrqchip);
     }
 
     #[test]

@@ -9,9 +9,11 @@ use crate::kvm::{
     abi::Errno,
     arch::{
         Arch,
+        SetIrq,
         VmCapChange,
         VmFacts, //
     },
+    device_fd::VmDeviceOps,
     memslot::MemslotLimits,
     stats::{
         StatsSchema,
@@ -272,6 +274,23 @@ impl Arch for Host {
 
     fn stage2_test_age(_s2: &(), _gfn_start: u64, _gfn_end: u64) -> bool {
         false
+    }
+
+    fn intc_initialized() -> bool {
+        // riscv has no `kvm_arch_intc_initialized()`: irqfds are accepted
+        // with or without the AIA device.
+        true
+    }
+
+    fn set_gsi_level(_gsi: u32, _level: bool) -> SetIrq {
+        // No AIA yet: like upstream on a VM without the AIA device, the gsi
+        // has no route.
+        SetIrq::NoIrqchip
+    }
+
+    fn device_ops(_ty: u32) -> Option<&'static VmDeviceOps> {
+        // KVM_DEV_TYPE_RISCV_AIA will come with the in-kernel AIA.
+        None
     }
 }
 

@@ -35,3 +35,9 @@ pub mod requests;
 
 #[path = "../../../virt/kvm/ioeventfd.rs"]
 pub mod ioeventfd;
+
+#[path = "../../../virt/kvm/irqfd.rs"]
+pub mod irqfd;
+
+#[path = "../../../virt/kvm/device.rs"]
+pub mod device;

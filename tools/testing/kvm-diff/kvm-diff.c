@@ -60,10 +60,12 @@ static const char *errname(int e)
 	case E2BIG: return "E2BIG";
 	case ENOEXEC: return "ENOEXEC";
 	case EBADF: return "EBADF";
+	case EAGAIN: return "EAGAIN";
 	case ENOMEM: return "ENOMEM";
 	case EFAULT: return "EFAULT";
 	case EBUSY: return "EBUSY";
 	case EEXIST: return "EEXIST";
+	case ENODEV: return "ENODEV";
 	case EINVAL: return "EINVAL";
 	case ENOTTY: return "ENOTTY";
 	case ENOSPC: return "ENOSPC";
@@ -104,6 +106,7 @@ static const struct { const char *name; long cap; } caps[] = {
 	{ "ENABLE_CAP_VM", KVM_CAP_ENABLE_CAP_VM },
 	{ "BINARY_STATS_FD", KVM_CAP_BINARY_STATS_FD },
 	{ "MANUAL_DIRTY_LOG_PROTECT2", KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 },
+	{ "DEVICE_CTRL", KVM_CAP_DEVICE_CTRL },
 	{ "NR_VCPUS", KVM_CAP_NR_VCPUS },
 	{ "MAX_VCPUS", KVM_CAP_MAX_VCPUS },
 	{ "MAX_VCPU_ID", KVM_CAP_MAX_VCPU_ID },
@@ -261,6 +264,195 @@ static void ioeventfds(int vm, int kvm)
 	/* The VM keeps its references: closing ours is fine. */
 	close(e1);
 	close(e2);
+}
+
+static int irqfd(int vm, int fd, uint32_t gsi, uint32_t flags, int resamplefd)
+{
+	struct kvm_irqfd a;
+
+	memset(&a, 0, sizeof(a));
+	a.fd = fd;
+	a.gsi = gsi;
+	a.flags = flags;
+	a.resamplefd = resamplefd;
+	return ioctl(vm, KVM_IRQFD, &a);
+}
+
+#define IRQFD(what, vm, fd, gsi, flags, rfd) step(what, irqfd(vm, fd, gsi, flags, rfd), 0)
+
+/*
+ * KVM_IRQFD: registration rules. arm64 refuses every assignment with
+ * EAGAIN until a vGIC is initialized (none is here); riscv64 accepts them
+ * without an in-kernel irqchip. Nothing is signalled: what a signal does
+ * (drain the counter, inject) is not compared.
+ */
+static void irqfds(int vm, int kvm)
+{
+	const uint32_t de = KVM_IRQFD_FLAG_DEASSIGN, rs = KVM_IRQFD_FLAG_RESAMPLE;
+	int e[8], vm2, i;
+
+	for (i = 0; i < 8; i++) {
+		e[i] = eventfd(0, EFD_CLOEXEC);
+		if (e[i] < 0) {
+			printf("eventfd: -E%d\n", errno);
+			return;
+		}
+	}
+	IRQFD("IRQFD flag bit 2", vm, e[0], 5, 1 << 2, 0);
+	IRQFD("IRQFD flag bit 31, fd -1", vm, -1, 5, 1u << 31, 0);
+	IRQFD("IRQFD deassign flag bit 2", vm, e[0], 5, de | (1 << 2), 0);
+	IRQFD("IRQFD deassign fd -1", vm, -1, 5, de, 0);
+	IRQFD("IRQFD deassign not an eventfd", vm, kvm, 5, de, 0);
+	IRQFD("IRQFD deassign unknown", vm, e[0], 5, de, 0);
+	IRQFD("IRQFD assign fd -1", vm, -1, 5, 0, 0);
+	IRQFD("IRQFD assign fd 1000000", vm, 1000000, 5, 0, 0);
+	IRQFD("IRQFD assign not an eventfd", vm, kvm, 5, 0, 0);
+	IRQFD("IRQFD assign", vm, e[0], 5, 0, 0);
+	IRQFD("IRQFD assign again, same gsi", vm, e[0], 5, 0, 0);
+	IRQFD("IRQFD assign again, other gsi", vm, e[0], 6, 0, 0);
+	IRQFD("IRQFD resample, resamplefd -1", vm, e[1], 6, rs, -1);
+	IRQFD("IRQFD resample, resamplefd not an eventfd", vm, e[1], 6, rs, kvm);
+	IRQFD("IRQFD resample, fd -1 and resamplefd -1", vm, -1, 6, rs, -1);
+	IRQFD("IRQFD resample, fd not an eventfd, resamplefd -1", vm, kvm, 6, rs, -1);
+	IRQFD("IRQFD resample, eventfd taken, resamplefd -1", vm, e[0], 6, rs, -1);
+	IRQFD("IRQFD resample, eventfd taken", vm, e[0], 6, rs, e[2]);
+	IRQFD("IRQFD resample", vm, e[1], 6, rs, e[2]);
+	IRQFD("IRQFD resample, shared resamplefd", vm, e[3], 6, rs, e[2]);
+	IRQFD("IRQFD resample, own eventfd as resamplefd", vm, e[4], 7, rs, e[4]);
+	IRQFD("IRQFD assign a resamplefd", vm, e[2], 8, 0, 0);
+	IRQFD("IRQFD assign gsi ~0", vm, e[5], 0xffffffff, 0, 0);
+	IRQFD("IRQFD no resample flag, resamplefd -1", vm, e[6], 9, 0, -1);
+	vm2 = IOCTL_FD("IRQFD: second VM", kvm, KVM_CREATE_VM, 0);
+	if (vm2 >= 0) {
+		IRQFD("IRQFD second VM, eventfd of the first", vm2, e[0], 5, 0, 0);
+		IRQFD("IRQFD second VM, resamplefd of the first", vm2, e[7], 5, rs, e[2]);
+		IRQFD("IRQFD second VM deassign, eventfd of the first", vm2, e[0], 5, de, 0);
+		close(vm2);
+	}
+	IRQFD("IRQFD after the second VM, its eventfd", vm, e[7], 10, 0, 0);
+	IRQFD("IRQFD deassign other gsi", vm, e[0], 6, de, 0);
+	IRQFD("IRQFD still assigned", vm, e[0], 11, 0, 0);
+	IRQFD("IRQFD deassign", vm, e[0], 5, de, 0);
+	IRQFD("IRQFD deassign again", vm, e[0], 5, de, 0);
+	IRQFD("IRQFD assign after deassign", vm, e[0], 11, 0, 0);
+	IRQFD("IRQFD deassign resample (flag and resamplefd ignored)", vm, e[1], 6, de | rs, -1);
+	IRQFD("IRQFD resample again after deassign", vm, e[1], 6, rs, e[2]);
+	IRQFD("IRQFD deassign gsi ~0", vm, e[5], 0xffffffff, de, 0);
+	step("IRQFD bad pointer", ioctl(vm, KVM_IRQFD, (void *)8), 0);
+	/* The VM keeps its references: closing ours is fine. */
+	for (i = 0; i < 8; i++)
+		close(e[i]);
+	e[0] = eventfd(0, EFD_CLOEXEC);
+	IRQFD("IRQFD new eventfd after closing the others", vm, e[0], 5, 0, 0);
+	close(e[0]);
+}
+
+/*
+ * KVM_CREATE_DEVICE on a VM of its own (upstream creates real devices for
+ * the types it has, e.g. the arm64 vGIC, which would change the main VM).
+ */
+static void devices(int kvm)
+{
+	struct kvm_create_device cd;
+	struct kvm_device_attr attr;
+	char what[96];
+	void *ro;
+	uint32_t t;
+	int vm;
+
+	vm = IOCTL_FD("CREATE_DEVICE: VM", kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return;
+	for (t = 0; t <= KVM_DEV_TYPE_MAX + 1; t++) {
+		memset(&cd, 0, sizeof(cd));
+		cd.type = t;
+		cd.flags = KVM_CREATE_DEVICE_TEST;
+		cd.fd = 0xdead;
+		snprintf(what, sizeof(what), "CREATE_DEVICE(type %u, TEST)", t);
+		if (IOCTL(what, vm, KVM_CREATE_DEVICE, &cd) == 0)
+			printf("# %s fd field: %#x\n", what, cd.fd);
+	}
+	for (t = 0; t <= KVM_DEV_TYPE_MAX + 1; t++) {
+		memset(&cd, 0, sizeof(cd));
+		cd.type = t;
+		snprintf(what, sizeof(what), "CREATE_DEVICE(type %u)", t);
+		if (IOCTL(what, vm, KVM_CREATE_DEVICE, &cd) == 0) {
+			/* Informational: device fds of types kvm_rs lacks. */
+			memset(&attr, 0, sizeof(attr));
+			attr.group = 0xffff;
+			printf("# type %u device HAS_DEVICE_ATTR(group 0xffff): %d errno %d\n", t,
+			       ioctl(cd.fd, KVM_HAS_DEVICE_ATTR, &attr), errno);
+			printf("# type %u device unknown ioctl: %d errno %d\n", t,
+			       ioctl(cd.fd, _IO(KVMIO, 0xff), 0), errno);
+			close(cd.fd);
+		}
+	}
+	memset(&cd, 0, sizeof(cd));
+	cd.type = 0xffffffff;
+	IOCTL("CREATE_DEVICE(type ~0)", vm, KVM_CREATE_DEVICE, &cd);
+	cd.flags = KVM_CREATE_DEVICE_TEST;
+	IOCTL("CREATE_DEVICE(type ~0, TEST)", vm, KVM_CREATE_DEVICE, &cd);
+	cd.type = 0;
+	cd.flags = 2;
+	IOCTL("CREATE_DEVICE(type 0, flags 2)", vm, KVM_CREATE_DEVICE, &cd);
+	cd.flags = 0xffffffff;
+	IOCTL("CREATE_DEVICE(type 0, flags ~0)", vm, KVM_CREATE_DEVICE, &cd);
+	IOCTL("CREATE_DEVICE bad pointer", vm, KVM_CREATE_DEVICE, (void *)8);
+	/* TEST writes the argument back: a read-only one is EFAULT for a known type. */
+	for (t = 0; t < KVM_DEV_TYPE_MAX; t++) {
+		long page = sysconf(_SC_PAGESIZE);
+		struct kvm_create_device *p;
+
+		ro = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (ro == MAP_FAILED)
+			break;
+		p = ro;
+		p->type = t;
+		p->flags = KVM_CREATE_DEVICE_TEST;
+		mprotect(ro, page, PROT_READ);
+		snprintf(what, sizeof(what), "CREATE_DEVICE(type %u, TEST) read-only argument", t);
+		IOCTL(what, vm, KVM_CREATE_DEVICE, p);
+		munmap(ro, page);
+	}
+	close(vm);
+}
+
+static int dev_attr(int fd, unsigned long req, uint32_t group, uint64_t a, void *addr)
+{
+	struct kvm_device_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.group = group;
+	attr.attr = a;
+	attr.addr = (uint64_t)(uintptr_t)addr;
+	return ioctl(fd, req, &attr);
+}
+
+/* KVM_{SET,GET,HAS}_DEVICE_ATTR on a VM or vCPU fd, groups 0..3, attr 0..1. */
+static void fd_attrs(const char *where, int fd)
+{
+	static const struct { const char *name; unsigned long req; } ops[] = {
+		{ "SET", KVM_SET_DEVICE_ATTR },
+		{ "GET", KVM_GET_DEVICE_ATTR },
+		{ "HAS", KVM_HAS_DEVICE_ATTR },
+	};
+	uint64_t val[8];
+	char what[96];
+	unsigned int o, g, a;
+
+	for (o = 0; o < 3; o++) {
+		for (g = 0; g <= 3; g++) {
+			for (a = 0; a <= 1; a++) {
+				/* Zeroes: an invalid IRQ, an unaligned-free IPA 0, an empty filter. */
+				memset(val, 0, sizeof(val));
+				snprintf(what, sizeof(what), "%s %s_DEVICE_ATTR(group %u, attr %u)", where,
+					 ops[o].name, g, a);
+				step(what, dev_attr(fd, ops[o].req, g, a, val), 0);
+			}
+		}
+		snprintf(what, sizeof(what), "%s %s_DEVICE_ATTR bad pointer", where, ops[o].name);
+		IOCTL(what, fd, ops[o].req, (void *)8);
+	}
 }
 
 static void mp_states(const char *where, int vcpu)
@@ -509,6 +701,9 @@ int main(void)
 	       (unsigned long long)bitmap[1]);
 
 	ioeventfds(vm, kvm);
+	irqfds(vm, kvm);
+	devices(kvm);
+	fd_attrs("vm", vm);
 
 	/* vCPUs. */
 	max_id = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPU_ID);
@@ -543,6 +738,7 @@ int main(void)
 	mp_states("vcpu1", vcpu1);
 	guest_debug(vcpu);
 	signal_mask(vcpu);
+	fd_attrs("vcpu", vcpu);
 #ifdef __riscv
 	{
 		struct kvm_one_reg reg;
