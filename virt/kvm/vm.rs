@@ -25,7 +25,11 @@
 //! - `ioeventfds` is the part of `slots_lock` that guards
 //!   `kvm->ioeventfds`; it is never held with the others.
 //!
-//! Lock order: `state`, then `slots` (as `kvm->lock` before `slots_lock`).
+//! - `arch` is `kvm->arch.config_lock`: the arch's VM-wide configuration
+//!   ([`Arch::Vm`]: arm64 vCPU features and ID registers).
+//!
+//! Lock order: `state`, then `slots` (as `kvm->lock` before `slots_lock`);
+//! `arch` after `state` and after a vCPU's mutex.
 
 use super::{
     abi::{
@@ -163,6 +167,9 @@ pub(crate) struct Vm {
     /// releases every eventfd reference, as `kvm_destroy_vm()` does.
     #[pin]
     ioeventfds: Mutex<Ioeventfds<KernelAlloc, EventfdCtx>>,
+    /// `kvm->arch.config_lock` and the arch state it protects.
+    #[pin]
+    arch: Mutex<<Host as Arch>::Vm>,
     /// The creator's address space (`mmgrab`).
     mm: ARef<Mm>,
     /// The creator's pid (`task_pid_nr(current)`), for the stats ids.
@@ -198,6 +205,7 @@ impl Vm {
                 mmu,
                 shadow <- new_mutex!(ShadowIndex::new()),
                 ioeventfds <- new_mutex!(Ioeventfds::new()),
+                arch <- new_mutex!(Host::vm_create()?),
                 mm,
                 pid,
                 stats_id,
@@ -222,6 +230,11 @@ impl Vm {
     #[allow(dead_code)]
     pub(crate) fn mmu(&self) -> &VmMmu {
         &self.mmu
+    }
+
+    /// The arch's VM state and its lock (`kvm->arch.config_lock`).
+    pub(crate) fn arch(&self) -> &Mutex<<Host as Arch>::Vm> {
+        &self.arch
     }
 
     /// The creator's pid.

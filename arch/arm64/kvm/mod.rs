@@ -12,13 +12,17 @@ use crate::kvm::{
         VmFacts, //
     },
     memslot::MemslotLimits,
+    one_reg::{
+        reg_size,
+        RegEmit,
+        RegsOp, //
+    },
     stats::{
         StatsSchema,
         ARM64_VCPU_SCHEMA, //
     },
     uapi::{
         read_user,
-        reg_size,
         GuestDebug, //
     },
     vm_limits::{
@@ -156,6 +160,7 @@ impl Arch for Host {
     const VCPU_STATS: &'static StatsSchema = &ARM64_VCPU_SCHEMA;
     const SLOT_NEEDS_WRITABLE_VMA: bool = false;
     type Vcpu = Vcpu;
+    type Vm = ();
 
     fn probe() -> Result {
         let el = sysreg::current_el();
@@ -180,6 +185,10 @@ impl Arch for Host {
             hcr,
             ipa
         );
+        Ok(())
+    }
+
+    fn vm_create() -> Result<(), Errno> {
         Ok(())
     }
 
@@ -244,7 +253,7 @@ impl Arch for Host {
         Ok(Vcpu::default())
     }
 
-    fn vcpu_ioctl(vcpu: &mut Vcpu, cmd: u32, arg: usize) -> Result<isize, Errno> {
+    fn vcpu_ioctl(vcpu: &mut Vcpu, _vm: &mut (), cmd: u32, arg: usize) -> Result<isize, Errno> {
         if cmd != KVM_ARM_VCPU_INIT {
             return Err(Errno::EINVAL);
         }
@@ -271,15 +280,42 @@ impl Arch for Host {
         Ok(0)
     }
 
-    fn get_one_reg(vcpu: &mut Vcpu, id: u64) -> Result<u64, Errno> {
-        check_one_reg(vcpu, id)?;
-        Ok(sysreg::id_aa64mmfr0_el1())
+    fn regs_check(vcpu: &Vcpu, _op: RegsOp) -> Result<(), Errno> {
+        if !vcpu.initialized {
+            return Err(Errno::ENOEXEC);
+        }
+        Ok(())
     }
 
-    fn set_one_reg(vcpu: &mut Vcpu, id: u64, _value: impl FnOnce() -> Result<u64, Errno>) -> Result<(), Errno> {
-        check_one_reg(vcpu, id)?;
+    fn get_one_reg(
+        _vcpu: &mut Vcpu,
+        _vm: &mut (),
+        id: u64,
+        write: impl FnOnce(&[u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        check_one_reg(id)?;
+        write(&sysreg::id_aa64mmfr0_el1().to_ne_bytes())
+    }
+
+    fn set_one_reg(
+        _vcpu: &mut Vcpu,
+        _vm: &mut (),
+        id: u64,
+        read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        if (id & !uapi::KVM_REG_SIZE_MASK) >> 32 != uapi::KVM_REG_ARM64 >> 32 {
+            return Err(Errno::EINVAL);
+        }
+        // System registers: `get_user()` of 8 bytes, then the lookup.
+        let mut bytes = [0u8; 8];
+        read(&mut bytes)?;
+        check_one_reg(id)?;
         // The ID registers are not writable in kvm_rs yet.
         Err(Errno::EINVAL)
+    }
+
+    fn for_each_reg(_vcpu: &Vcpu, _vm: &(), emit: RegEmit<'_>) -> Result<(), Errno> {
+        emit(REG_ID_AA64MMFR0_EL1)
     }
 
     fn vcpu_run_check(vcpu: &mut Vcpu) -> Result<(), Errno> {
@@ -354,13 +390,10 @@ impl Arch for Host {
     }
 }
 
-/// The checks of `kvm_arch_vcpu_ioctl()` and `kvm_arm_{get,set}_reg()` for
-/// the registers kvm_rs has: `ENOEXEC` before `KVM_ARM_VCPU_INIT`, `EINVAL`
-/// for a non-arm64 id, `ENOENT` for anything but `ID_AA64MMFR0_EL1`.
-fn check_one_reg(vcpu: &Vcpu, id: u64) -> Result<(), Errno> {
-    if !vcpu.initialized {
-        return Err(Errno::ENOEXEC);
-    }
+/// The checks of `kvm_arm_{get,set}_reg()` for the registers kvm_rs has:
+/// `EINVAL` for a non-arm64 id, `ENOENT` for anything but
+/// `ID_AA64MMFR0_EL1`.
+fn check_one_reg(id: u64) -> Result<(), Errno> {
     if (id & !uapi::KVM_REG_SIZE_MASK) >> 32 != uapi::KVM_REG_ARM64 >> 32 {
         return Err(Errno::EINVAL);
     }
@@ -400,13 +433,23 @@ mod tests {
 
     #[test]
     fn one_reg_needs_init_and_knows_one_id_register() {
+        let get = |v: &mut Vcpu, id| {
+            let mut value = [0u8; 8];
+            Host::get_one_reg(v, &mut (), id, |b| {
+                value.get_mut(..b.len()).ok_or(Errno::EFAULT)?.copy_from_slice(b);
+                Ok(())
+            })
+            .map(|()| u64::from_ne_bytes(value))
+        };
         let mut v = Vcpu::default();
-        assert_eq!(Host::get_one_reg(&mut v, REG_ID_AA64MMFR0_EL1), Err(Errno::ENOEXEC));
+        assert_eq!(Host::regs_check(&v, RegsOp::OneReg), Err(Errno::ENOEXEC));
+        assert_eq!(Host::regs_check(&v, RegsOp::RegList), Err(Errno::ENOEXEC));
         assert_eq!(Host::vcpu_run_check(&mut v), Err(Errno::ENOEXEC));
         v.initialized = true;
-        assert_eq!(Host::get_one_reg(&mut v, REG_ID_AA64MMFR0_EL1), Ok(sysreg::id_aa64mmfr0_el1()));
-        assert_eq!(Host::get_one_reg(&mut v, REG_ID_AA64MMFR0_EL1 + 1), Err(Errno::ENOENT));
-        assert_eq!(Host::get_one_reg(&mut v, 0x1234), Err(Errno::EINVAL));
+        assert_eq!(Host::regs_check(&v, RegsOp::OneReg), Ok(()));
+        assert_eq!(get(&mut v, REG_ID_AA64MMFR0_EL1), Ok(sysreg::id_aa64mmfr0_el1()));
+        assert_eq!(get(&mut v, REG_ID_AA64MMFR0_EL1 + 1), Err(Errno::ENOENT));
+        assert_eq!(get(&mut v, 0x1234), Err(Errno::EINVAL));
         assert_eq!(KVM_ARM_VCPU_INIT, 0x4020_aeae);
         assert_eq!(KVM_ARM_PREFERRED_TARGET, 0x8020_aeaf);
     }

@@ -13,6 +13,12 @@ use crate::kvm::{
         VmFacts, //
     },
     memslot::MemslotLimits,
+    one_reg::{
+        reg_size,
+        RegEmit,
+        RegsOp,
+        KVM_REG_SIZE_U64, //
+    },
     stats::{
         StatsSchema,
         RISCV_VCPU_SCHEMA, //
@@ -70,6 +76,11 @@ fn online_cpus() -> u32 {
 const CONFIG_SATP_MODE: u64 = (core::mem::offset_of!(uapi::kvm_riscv_config, satp_mode)
     / core::mem::size_of::<u64>()) as u64;
 
+/// The id of `satp_mode` (`KVM_REG_RISCV | KVM_REG_SIZE_U64 |
+/// KVM_REG_RISCV_CONFIG | KVM_REG_RISCV_CONFIG_REG(satp_mode)`).
+const REG_SATP_MODE: u64 =
+    (uapi::KVM_REG_RISCV as u64) | KVM_REG_SIZE_U64 | uapi::KVM_REG_RISCV_CONFIG as u64 | CONFIG_SATP_MODE;
+
 /// Checks a `KVM_REG_RISCV_CONFIG` register id for `satp_mode` the way
 /// `kvm_riscv_vcpu_{get,set}_reg_config()` do: `ENOENT` for another type or
 /// register, `EINVAL` for a size other than `unsigned long`.
@@ -79,7 +90,7 @@ fn check_satp_mode_reg(id: u64) -> Result<(), Errno> {
         // Core, CSR, timer, FP, vector, ISA/SBI extension registers: none yet.
         return Err(Errno::ENOENT);
     }
-    if crate::kvm::uapi::reg_size(id) != core::mem::size_of::<u64>() {
+    if reg_size(id) != core::mem::size_of::<u64>() {
         return Err(Errno::EINVAL);
     }
     let num = id & !((uapi::KVM_REG_ARCH_MASK as u64) | uapi::KVM_REG_SIZE_MASK
@@ -113,6 +124,7 @@ impl Arch for Host {
     const VCPU_STATS: &'static StatsSchema = &RISCV_VCPU_SCHEMA;
     const SLOT_NEEDS_WRITABLE_VMA: bool = true;
     type Vcpu = Vcpu;
+    type Vm = ();
 
     fn probe() -> Result {
         if !csr::has_h_extension() {
@@ -136,6 +148,10 @@ impl Arch for Host {
             levels,
             vm_limits::riscv_gpa_bits(levels)
         );
+        Ok(())
+    }
+
+    fn vm_create() -> Result<(), Errno> {
         Ok(())
     }
 
@@ -198,21 +214,43 @@ impl Arch for Host {
         Ok(Vcpu { mp_state, guest_debug: 0 })
     }
 
-    fn vcpu_ioctl(_vcpu: &mut Vcpu, _cmd: u32, _arg: usize) -> Result<isize, Errno> {
+    fn vcpu_ioctl(_vcpu: &mut Vcpu, _vm: &mut (), _cmd: u32, _arg: usize) -> Result<isize, Errno> {
         Err(Errno::EINVAL)
     }
 
-    fn get_one_reg(_vcpu: &mut Vcpu, id: u64) -> Result<u64, Errno> {
-        check_satp_mode_reg(id)?;
-        Ok(host_satp_mode())
+    fn regs_check(_vcpu: &Vcpu, _op: RegsOp) -> Result<(), Errno> {
+        Ok(())
     }
 
-    fn set_one_reg(_vcpu: &mut Vcpu, id: u64, value: impl FnOnce() -> Result<u64, Errno>) -> Result<(), Errno> {
+    fn get_one_reg(
+        _vcpu: &mut Vcpu,
+        _vm: &mut (),
+        id: u64,
+        write: impl FnOnce(&[u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
         check_satp_mode_reg(id)?;
-        if value()? != host_satp_mode() {
+        write(&host_satp_mode().to_ne_bytes())
+    }
+
+    fn set_one_reg(
+        _vcpu: &mut Vcpu,
+        _vm: &mut (),
+        id: u64,
+        read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        check_satp_mode_reg(id)?;
+        let mut bytes = [0u8; 8];
+        read(&mut bytes)?;
+        if u64::from_ne_bytes(bytes) != host_satp_mode() {
             return Err(Errno::EINVAL);
         }
         Ok(())
+    }
+
+    fn for_each_reg(_vcpu: &Vcpu, _vm: &(), emit: RegEmit<'_>) -> Result<(), Errno> {
+        // The other config, core, CSR, timer, FP, vector, ISA and SBI
+        // registers come with the riscv64 register work.
+        emit(REG_SATP_MODE)
     }
 
     fn vcpu_run_check(_vcpu: &mut Vcpu) -> Result<(), Errno> {
@@ -298,20 +336,40 @@ mod tests {
         assert_eq!(Host::vm_gpa_bits(0), Ok(vm_limits::riscv_gpa_bits(levels)));
     }
 
+    /// `KVM_GET_ONE_REG` of `id` into a local buffer: the bytes written.
+    fn get(v: &mut Vcpu, id: u64) -> Result<KVec<u8>, Errno> {
+        let mut out = KVec::new();
+        Host::get_one_reg(v, &mut (), id, |b| out.extend_from_slice(b, GFP_KERNEL).map_err(|_| Errno::ENOMEM))?;
+        Ok(out)
+    }
+
+    /// `KVM_SET_ONE_REG` of `id` from `value`'s bytes.
+    fn set(v: &mut Vcpu, id: u64, value: u64) -> Result<(), Errno> {
+        let bytes = value.to_ne_bytes();
+        Host::set_one_reg(v, &mut (), id, |dst| {
+            dst.copy_from_slice(bytes.get(..dst.len()).ok_or(Errno::EFAULT)?);
+            Ok(())
+        })
+    }
+
     #[test]
     fn satp_mode_is_the_only_one_reg() -> Result {
         let size64 = uapi::KVM_REG_SIZE_U64;
-        let satp = (uapi::KVM_REG_RISCV as u64) | size64 | u64::from(uapi::KVM_REG_RISCV_CONFIG) | CONFIG_SATP_MODE;
+        let satp = REG_SATP_MODE;
         assert_eq!(CONFIG_SATP_MODE, 6);
         let mut v = Host::vcpu_create(0, 0).map_err(|_| EINVAL)?;
-        assert_eq!(Host::get_one_reg(&mut v, satp), Ok(host_satp_mode()));
-        assert_eq!(Host::set_one_reg(&mut v, satp, || Ok(host_satp_mode())), Ok(()));
-        assert_eq!(Host::set_one_reg(&mut v, satp, || Ok(0)), Err(Errno::EINVAL));
+        assert_eq!(get(&mut v, satp).as_deref(), Ok(&host_satp_mode().to_ne_bytes()[..]));
+        assert_eq!(set(&mut v, satp, host_satp_mode()), Ok(()));
+        assert_eq!(set(&mut v, satp, 0), Err(Errno::EINVAL));
         let satp32 = satp & !uapi::KVM_REG_SIZE_MASK | uapi::KVM_REG_SIZE_U32;
-        assert_eq!(Host::get_one_reg(&mut v, satp32), Err(Errno::EINVAL));
+        assert_eq!(get(&mut v, satp32), Err(Errno::EINVAL));
         // isa (config 0) and a core register: not yet.
-        assert_eq!(Host::get_one_reg(&mut v, satp & !0xff), Err(Errno::ENOENT));
-        assert_eq!(Host::get_one_reg(&mut v, (uapi::KVM_REG_RISCV as u64) | size64 | (2 << 24)), Err(Errno::ENOENT));
+        assert_eq!(get(&mut v, satp & !0xff), Err(Errno::ENOENT));
+        assert_eq!(get(&mut v, (uapi::KVM_REG_RISCV as u64) | size64 | (2 << 24)), Err(Errno::ENOENT));
+        let mut ids = KVec::new();
+        Host::for_each_reg(&v, &(), &mut |id| ids.push(id, GFP_KERNEL).map_err(|_| Errno::ENOMEM))
+            .map_err(|_| EINVAL)?;
+        assert_eq!(&ids[..], &[satp]);
         Ok(())
     }
 

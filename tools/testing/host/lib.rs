@@ -35,3 +35,6 @@ pub mod requests;
 
 #[path = "../../../virt/kvm/ioeventfd.rs"]
 pub mod ioeventfd;
+
+#[path = "../../../virt/kvm/one_reg.rs"]
+pub mod one_reg;
