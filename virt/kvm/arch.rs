@@ -153,13 +153,15 @@ pub(crate) trait Arch {
 
     /// Creates the arch state of vCPU `id`, the VM's `idx`-th vCPU (0 for
     /// the first created) (`kvm_arch_vcpu_create()` and
-    /// `kvm_arch_vcpu_postcreate()`).
+    /// `kvm_arch_vcpu_postcreate()`), under `kvm->lock` and the VM's arch
+    /// lock.
     ///
     /// - riscv64: every vCPU but the first starts `STOPPED` (the boot vCPU
     ///   brings the others up with SBI HSM);
     /// - arm64: `RUNNABLE`, not initialized (`KVM_ARM_VCPU_INIT` decides
-    ///   the power state).
-    fn vcpu_create(id: u32, idx: usize) -> Result<Self::Vcpu, Errno>;
+    ///   the power state); the VM's virtual counter restarts at 0
+    ///   (`kvm_timer_vcpu_init()`).
+    fn vcpu_create(id: u32, idx: usize, vm: &mut Self::Vm) -> Result<Self::Vcpu, Errno>;
 
     /// A vCPU ioctl the core does not know (`kvm_arch_vcpu_ioctl()`);
     /// `EINVAL` when the arch does not know it either. Runs under the vCPU's
@@ -244,10 +246,16 @@ pub(crate) trait Arch {
     ///   then the 14 CCSIDR demux registers.
     fn for_each_reg(vcpu: &Self::Vcpu, vm: &Self::Vm, emit: RegEmit<'_>) -> Result<(), Errno>;
 
-    /// Whether `KVM_RUN` may proceed (`ENOEXEC` for a vCPU that needs an
-    /// init ioctl first, as arm64 does without `KVM_ARM_VCPU_INIT`). Runs
-    /// before `immediate_exit` is looked at.
-    fn vcpu_run_check(vcpu: &mut Self::Vcpu) -> Result<(), Errno>;
+    /// Whether `KVM_RUN` may proceed, and the vCPU's first-run setup
+    /// (`kvm_arch_vcpu_run_pid_change()`). Runs before `immediate_exit` is
+    /// looked at, under the VM's arch lock.
+    ///
+    /// - riscv64: nothing to check;
+    /// - arm64: `ENOEXEC` before `KVM_ARM_VCPU_INIT`; the VM's first run
+    ///   hides the GIC from the ID registers (no in-kernel irqchip) and
+    ///   freezes the VM's configuration (ID registers, firmware bitmaps:
+    ///   `EBUSY` for a change afterwards).
+    fn vcpu_run_check(vcpu: &mut Self::Vcpu, vm: &mut Self::Vm) -> Result<(), Errno>;
 
     /// `KVM_RUN` once the core has checked `immediate_exit`, applied the
     /// signal mask, found no signal pending and handled the requests: enter

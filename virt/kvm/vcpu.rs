@@ -303,7 +303,7 @@ pub(crate) struct VcpuRef {
 /// Creates vCPU `id` of `vm`, adds it to `vcpus` and returns its fd. The
 /// caller holds `kvm->lock` and has reserved the vCPU in the VM's limits.
 pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> Result<isize> {
-    let arch = Host::vcpu_create(id, vcpus.len())?;
+    let arch = Host::vcpu_create(id, vcpus.len(), &mut vm.arch().lock())?;
     let stats_id = StatsId::vcpu(vm.pid(), i32::try_from(id).map_err(|_| EINVAL)?);
     let mut stats = KVVec::new();
     stats.extend_with(Host::VCPU_STATS.num_values(), 0u64, GFP_KERNEL_ACCOUNT)?;
@@ -346,7 +346,7 @@ impl VcpuRef {
         if arg != 0 {
             return Err(EINVAL);
         }
-        Host::vcpu_run_check(&mut st.arch)?;
+        Host::vcpu_run_check(&mut st.arch, &mut self.vm.arch().lock())?;
         let vcpu = &self.vcpu;
         if vcpu.immediate_exit() {
             return Err(EINTR);

@@ -208,7 +208,7 @@ impl Arch for Host {
         Err(Errno::EINVAL)
     }
 
-    fn vcpu_create(_id: u32, idx: usize) -> Result<Vcpu, Errno> {
+    fn vcpu_create(_id: u32, idx: usize, _vm: &mut ()) -> Result<Vcpu, Errno> {
         // kvm_arch_vcpu_postcreate(): only the first vCPU starts powered on.
         let mp_state = if idx == 0 { uapi::KVM_MP_STATE_RUNNABLE } else { uapi::KVM_MP_STATE_STOPPED };
         Ok(Vcpu { mp_state, guest_debug: 0 })
@@ -253,7 +253,7 @@ impl Arch for Host {
         emit(REG_SATP_MODE)
     }
 
-    fn vcpu_run_check(_vcpu: &mut Vcpu) -> Result<(), Errno> {
+    fn vcpu_run_check(_vcpu: &mut Vcpu, _vm: &mut ()) -> Result<(), Errno> {
         Ok(())
     }
 
@@ -357,7 +357,7 @@ mod tests {
         let size64 = uapi::KVM_REG_SIZE_U64;
         let satp = REG_SATP_MODE;
         assert_eq!(CONFIG_SATP_MODE, 6);
-        let mut v = Host::vcpu_create(0, 0).map_err(|_| EINVAL)?;
+        let mut v = Host::vcpu_create(0, 0, &mut ()).map_err(|_| EINVAL)?;
         assert_eq!(get(&mut v, satp).as_deref(), Ok(&host_satp_mode().to_ne_bytes()[..]));
         assert_eq!(set(&mut v, satp, host_satp_mode()), Ok(()));
         assert_eq!(set(&mut v, satp, 0), Err(Errno::EINVAL));
@@ -375,8 +375,8 @@ mod tests {
 
     #[test]
     fn mp_state_runnable_or_stopped() -> Result {
-        let mut v0 = Host::vcpu_create(5, 0).map_err(|_| EINVAL)?;
-        let mut v1 = Host::vcpu_create(0, 1).map_err(|_| EINVAL)?;
+        let mut v0 = Host::vcpu_create(5, 0, &mut ()).map_err(|_| EINVAL)?;
+        let mut v1 = Host::vcpu_create(0, 1, &mut ()).map_err(|_| EINVAL)?;
         assert_eq!(Host::get_mp_state(&v0), uapi::KVM_MP_STATE_RUNNABLE);
         assert_eq!(Host::get_mp_state(&v1), uapi::KVM_MP_STATE_STOPPED);
         assert_eq!(Host::set_mp_state(&mut v1, uapi::KVM_MP_STATE_RUNNABLE), Ok(()));
@@ -392,7 +392,7 @@ mod tests {
 
     #[test]
     fn guest_debug_kept_only_when_enabled() -> Result {
-        let mut v = Host::vcpu_create(0, 0).map_err(|_| EINVAL)?;
+        let mut v = Host::vcpu_create(0, 0, &mut ()).map_err(|_| EINVAL)?;
         let mut dbg = GuestDebug(uapi::kvm_guest_debug::default());
         dbg.0.control = uapi::KVM_GUESTDBG_ENABLE | uapi::KVM_GUESTDBG_SINGLESTEP | (1 << 30);
         assert_eq!(Host::set_guest_debug(&mut v, &dbg), Ok(()));
