@@ -35,9 +35,22 @@ pub(crate) struct VmFacts {
     pub(crate) max_vcpus: u32,
 }
 
+/// What a VM already has when `KVM_ENABLE_CAP` comes (capabilities may
+/// only be enabled before some of it exists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct VmInUse {
+    /// A vCPU was created (`kvm->created_vcpus`).
+    pub(crate) vcpus: bool,
+    /// A memslot exists.
+    pub(crate) memslots: bool,
+}
+
 /// A VM-wide change that an arch `KVM_ENABLE_CAP` asks the core to apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VmCapChange {
+    /// Nothing for the core: the arch changed its own VM state.
+    #[cfg_attr(CONFIG_RISCV, allow(dead_code))]
+    None,
     /// New guest physical address bits (only while no vCPU and no memslot
     /// exist): riscv64 `KVM_CAP_VM_GPA_BITS`.
     #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
@@ -137,12 +150,20 @@ pub(crate) trait Arch {
     fn check_extension(cap: i64, vm: Option<&VmFacts>) -> i64;
 
     /// `KVM_ENABLE_CAP` on a VM fd for a capability the core does not
-    /// handle; `busy` says whether vCPUs or memslots exist. `EINVAL` for
-    /// anything unknown.
+    /// handle (`kvm_vm_ioctl_enable_cap()`), under `kvm->lock`,
+    /// `slots_lock` and the VM's arch lock; `in_use` says what the VM
+    /// already has. `EINVAL` for anything unknown.
     ///
-    /// - riscv64: `KVM_CAP_VM_GPA_BITS`;
-    /// - arm64: nothing yet.
-    fn vm_enable_cap(cap: u32, flags: u32, args: &[u64; 4], busy: bool) -> Result<VmCapChange, Errno>;
+    /// - riscv64: `KVM_CAP_VM_GPA_BITS` (no vCPU or memslot yet);
+    /// - arm64: `KVM_CAP_ARM_WRITABLE_IMP_ID_REGS` (no vCPU yet): `MIDR_EL1`,
+    ///   `REVIDR_EL1` and `AIDR_EL1` become writable until the first run.
+    fn vm_enable_cap(
+        cap: u32,
+        flags: u32,
+        args: &[u64; 4],
+        in_use: VmInUse,
+        vm: &mut Self::Vm,
+    ) -> Result<VmCapChange, Errno>;
 
     /// A VM ioctl the core does not know (`kvm_arch_vm_ioctl()`); `EINVAL`
     /// when the arch does not know it either.

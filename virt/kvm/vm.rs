@@ -29,7 +29,7 @@
 //!   ([`Arch::Vm`]: arm64 vCPU features and ID registers).
 //!
 //! Lock order: `state`, then `slots` (as `kvm->lock` before `slots_lock`);
-//! `arch` after `state` and after a vCPU's mutex.
+//! `arch` last: after `state`, `slots` and a vCPU's mutex.
 
 use super::{
     abi::{
@@ -39,7 +39,8 @@ use super::{
     arch::{
         Arch,
         VmCapChange,
-        VmFacts, //
+        VmFacts,
+        VmInUse, //
     },
     dirty_log::{
         self,
@@ -330,8 +331,11 @@ impl Vm {
         }
         let st = self.state.lock();
         let mut slots = self.slots.lock();
-        let busy = st.limits.created != 0 || !slots.is_empty();
-        match Host::vm_enable_cap(ec.cap, ec.flags, &ec.args, busy)? {
+        let in_use = VmInUse {
+            vcpus: st.limits.created != 0,
+            memslots: !slots.is_empty(),
+        };
+        match Host::vm_enable_cap(ec.cap, ec.flags, &ec.args, in_use, &mut self.arch.lock())? {
             VmCapChange::GpaBits(bits) => {
                 // Nothing is mapped yet (no memslot): new, empty tables of
                 // the new size replace the old ones.
@@ -339,6 +343,7 @@ impl Vm {
                 slots.set_gpa_bits(bits)?;
                 self.mmu.replace_stage2(fresh?);
             }
+            VmCapChange::None => {}
         }
         Ok(0)
     }

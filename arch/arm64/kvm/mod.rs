@@ -26,7 +26,8 @@ use crate::kvm::{
     arch::{
         Arch,
         VmCapChange,
-        VmFacts, //
+        VmFacts,
+        VmInUse, //
     },
     memslot::MemslotLimits,
     one_reg::{
@@ -351,7 +352,8 @@ impl Arch for Host {
     fn check_extension(c: i64, vm: Option<&VmFacts>) -> i64 {
         match c {
             cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID | cap::ARM_VM_IPA_SIZE
-            | cap::READONLY_MEM | cap::IMMEDIATE_EXIT | cap::ONE_REG | cap::ARM_SUPPORTED_REG_MASK_RANGES => {
+            | cap::READONLY_MEM | cap::IMMEDIATE_EXIT | cap::ONE_REG | cap::ARM_SUPPORTED_REG_MASK_RANGES
+            | cap::ARM_WRITABLE_IMP_ID_REGS => {
                 vm_limits::arm64_check_extension(&Self::host_caps(vm), c)
             }
             // PSCI (accepted as a vCPU feature, but no hypercalls without a
@@ -360,8 +362,23 @@ impl Arch for Host {
         }
     }
 
-    fn vm_enable_cap(_cap: u32, _flags: u32, _args: &[u64; 4], _busy: bool) -> Result<VmCapChange, Errno> {
-        Err(Errno::EINVAL)
+    fn vm_enable_cap(
+        c: u32,
+        flags: u32,
+        _args: &[u64; 4],
+        in_use: VmInUse,
+        vm: &mut VmRegs,
+    ) -> Result<VmCapChange, Errno> {
+        if flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        match i64::from(c) {
+            cap::ARM_WRITABLE_IMP_ID_REGS if !in_use.vcpus => {
+                vm.set_writable_imp_id_regs();
+                Ok(VmCapChange::None)
+            }
+            _ => Err(Errno::EINVAL),
+        }
     }
 
     fn vm_ioctl(cmd: u32, arg: usize) -> Result<isize, Errno> {

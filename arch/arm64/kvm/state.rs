@@ -181,6 +181,11 @@ pub(crate) struct VmRegs {
     /// `KVM_ARCH_FLAG_HAS_RAN_ONCE`: a vCPU passed its first-run checks;
     /// the configuration is frozen.
     has_ran_once: bool,
+    /// `KVM_ARCH_FLAG_WRITABLE_IMP_ID_REGS`
+    /// (`KVM_CAP_ARM_WRITABLE_IMP_ID_REGS`): userspace may change `MIDR_EL1`,
+    /// `REVIDR_EL1` and `AIDR_EL1` before the first run, and the guest then
+    /// reads these values instead of the CPU's.
+    writable_imp_id_regs: bool,
 }
 
 impl VmRegs {
@@ -198,7 +203,13 @@ impl VmRegs {
             voffset: 0,
             poffset: 0,
             has_ran_once: false,
+            writable_imp_id_regs: false,
         }
+    }
+
+    /// `KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS)` (before any vCPU).
+    pub(crate) fn set_writable_imp_id_regs(&mut self) {
+        self.writable_imp_id_regs = true;
     }
 
     /// Whether the VM's ID register `index` has field `mask` at least 1
@@ -715,10 +726,23 @@ impl ArmVcpu {
                 r.sys.set(Sr::ClidrEl1, val);
             }
             Kind::Imp(imp) => {
-                // KVM_CAP_ARM_WRITABLE_IMP_ID_REGS is not offered: only
-                // the current value may be written.
-                if val != vm.imp(imp) {
+                // set_imp_id_reg(): the current value is always fine;
+                // another one needs KVM_CAP_ARM_WRITABLE_IMP_ID_REGS, a VM
+                // that did not run, and only the writable bits.
+                if val == vm.imp(imp) {
+                    return Ok(());
+                }
+                if !vm.writable_imp_id_regs {
                     return Err(Errno::EINVAL);
+                }
+                if vm.has_ran_once {
+                    return Err(Errno::EBUSY);
+                }
+                if val & imp_writable(imp) != val {
+                    return Err(Errno::EINVAL);
+                }
+                if let Some(slot) = vm.imp.get_mut(imp as usize) {
+                    *slot = val;
                 }
             }
             Kind::Id => {
@@ -925,6 +949,15 @@ const fn min_line_size(ctr: u64, index: usize) -> u8 {
     field as u8 + 2
 }
 
+/// The writable bits of an implementation ID register (`IMPLEMENTATION_ID()`
+/// masks): `MIDR_EL1` 31:0, the others all.
+const fn imp_writable(imp: Imp) -> u64 {
+    match imp {
+        Imp::Midr => 0xffff_ffff,
+        Imp::Revidr | Imp::Aidr => u64::MAX,
+    }
+}
+
 /// `KVM_ARM_GET_REG_WRITABLE_MASKS`: the writable bits of every feature ID
 /// register userspace may write (`kvm_vm_ioctl_get_reg_writable_masks()`),
 /// indexed by [`idregs::feature_id_range_index`]; 0 elsewhere.
@@ -932,8 +965,7 @@ pub(crate) fn writable_masks(host: &HostFacts) -> [u64; idregs::FEATURE_ID_RANGE
     let mut masks = [0u64; idregs::FEATURE_ID_RANGE_SIZE];
     for d in DESCS.iter() {
         let mask = match d.kind {
-            Kind::Imp(Imp::Midr) => 0xffff_ffff,
-            Kind::Imp(_) => u64::MAX,
+            Kind::Imp(imp) => imp_writable(imp),
             Kind::Ctr => idregs::CTR_WRITABLE,
             Kind::Clidr => !CLIDR_RES0,
             Kind::Id => {
@@ -1100,8 +1132,13 @@ mod tests {
         // A set reads the value before it looks the register up.
         assert_eq!(v.set(&mut vm, Enc::new(3, 7, 15, 15, 7).id(), 0, |_| Err(Errno::EFAULT)), Err(Errno::EFAULT));
         assert_eq!(set(&mut v, &mut vm, Enc::new(3, 7, 15, 15, 7).id(), 0), Err(Errno::ENOENT));
-        assert_eq!(set(&mut v, &mut vm, Enc::new(3, 0, 0, 0, 0).id(), 0xf0511), Err(Errno::EINVAL));
-        assert_eq!(set(&mut v, &mut vm, Enc::new(3, 0, 0, 0, 0).id(), 0xf0510), Ok(()));
+        let midr = Enc::new(3, 0, 0, 0, 0).id();
+        assert_eq!(set(&mut v, &mut vm, midr, 0xf0511), Err(Errno::EINVAL));
+        assert_eq!(set(&mut v, &mut vm, midr, 0xf0510), Ok(()));
+        vm.set_writable_imp_id_regs();
+        assert_eq!(set(&mut v, &mut vm, midr, 1 << 32), Err(Errno::EINVAL));
+        assert_eq!(set(&mut v, &mut vm, midr, 0x410f_d034), Ok(()));
+        assert_eq!(get(&v, &vm, midr), Ok(0x410f_d034));
         // ID registers: lower is fine, higher is not; VM-wide.
         let isar0 = Enc::new(3, 0, 0, 6, 0).id();
         let cur = get(&v, &vm, isar0).unwrap_or(0);

@@ -10,7 +10,8 @@ use crate::kvm::{
     arch::{
         Arch,
         VmCapChange,
-        VmFacts, //
+        VmFacts,
+        VmInUse, //
     },
     memslot::MemslotLimits,
     one_reg::{
@@ -196,10 +197,17 @@ impl Arch for Host {
         }
     }
 
-    fn vm_enable_cap(c: u32, flags: u32, args: &[u64; 4], busy: bool) -> Result<VmCapChange, Errno> {
+    fn vm_enable_cap(
+        c: u32,
+        flags: u32,
+        args: &[u64; 4],
+        in_use: VmInUse,
+        _vm: &mut (),
+    ) -> Result<VmCapChange, Errno> {
         if i64::from(c) != cap::VM_GPA_BITS {
             return Err(Errno::EINVAL);
         }
+        let busy = in_use.vcpus || in_use.memslots;
         let levels = vm_limits::riscv_enable_gpa_bits(flags, args[0], Self::max_pgd_levels(), busy)?;
         Ok(VmCapChange::GpaBits(vm_limits::riscv_gpa_bits(levels)))
     }

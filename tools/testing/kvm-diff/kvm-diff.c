@@ -116,6 +116,7 @@ static const struct { const char *name; long cap; } caps[] = {
 	{ "ARM_VM_IPA_SIZE", KVM_CAP_ARM_VM_IPA_SIZE },
 	{ "ONE_REG", KVM_CAP_ONE_REG },
 	{ "ARM_SUPPORTED_REG_MASK_RANGES", KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES },
+	{ "ARM_WRITABLE_IMP_ID_REGS", KVM_CAP_ARM_WRITABLE_IMP_ID_REGS },
 #endif
 };
 
@@ -839,6 +840,55 @@ static void writable_masks(int vm)
 	IOCTL("GET_REG_WRITABLE_MASKS(bad pointer)", vm, KVM_ARM_GET_REG_WRITABLE_MASKS, (void *)8);
 }
 
+/* KVM_CAP_ARM_WRITABLE_IMP_ID_REGS: MIDR/REVIDR/AIDR writable until the first run. */
+static void imp_id_regs(int kvm, long mmap_size)
+{
+	struct kvm_enable_cap ec;
+	struct kvm_vcpu_init init;
+	struct kvm_run *run;
+	uint64_t v;
+	int vm, vcpu;
+
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return;
+	memset(&ec, 0, sizeof(ec));
+	ec.cap = KVM_CAP_ARM_WRITABLE_IMP_ID_REGS;
+	ec.flags = 1;
+	IOCTL("ENABLE_CAP(WRITABLE_IMP_ID_REGS, flags 1)", vm, KVM_ENABLE_CAP, &ec);
+	ec.flags = 0;
+	IOCTL("ENABLE_CAP(WRITABLE_IMP_ID_REGS)", vm, KVM_ENABLE_CAP, &ec);
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	IOCTL("ENABLE_CAP(WRITABLE_IMP_ID_REGS) with a vCPU", vm, KVM_ENABLE_CAP, &ec);
+	memset(&init, 0, sizeof(init));
+	init.target = KVM_ARM_TARGET_GENERIC_V8;
+	if (vcpu < 0 || IOCTL("imp VCPU_INIT", vcpu, KVM_ARM_VCPU_INIT, &init) != 0) {
+		close(vm);
+		return;
+	}
+	v = 0x410fd034;
+	SET("imp SET MIDR_EL1 Cortex-A53", vcpu, SYSREG(3, 0, 0, 0, 0), &v);
+	get64("imp GET MIDR_EL1", vcpu, SYSREG(3, 0, 0, 0, 0));
+	v = 1ULL << 32;
+	SET("imp SET MIDR_EL1 bit 32", vcpu, SYSREG(3, 0, 0, 0, 0), &v);
+	v = 0x1234;
+	SET("imp SET REVIDR_EL1", vcpu, SYSREG(3, 0, 0, 0, 6), &v);
+	SET("imp SET AIDR_EL1", vcpu, SYSREG(3, 1, 0, 0, 7), &v);
+	get64("imp GET AIDR_EL1", vcpu, SYSREG(3, 1, 0, 0, 7));
+	run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (run != MAP_FAILED) {
+		run->immediate_exit = 1;
+		IOCTL("imp KVM_RUN(immediate_exit)", vcpu, KVM_RUN, 0);
+		munmap(run, mmap_size);
+	}
+	v = 0x4321;
+	SET("imp SET REVIDR_EL1 after the first run", vcpu, SYSREG(3, 0, 0, 0, 6), &v);
+	v = 0x1234;
+	SET("imp SET REVIDR_EL1 same after the first run", vcpu, SYSREG(3, 0, 0, 0, 6), &v);
+	close(vcpu);
+	close(vm);
+}
+
 /*
  * The registers of a vCPU that never ran (a new VM: the ID registers are
  * still writable), then after its first KVM_RUN; and of `vcpu`, which ran.
@@ -881,6 +931,7 @@ static void arm64_regs(int kvm, int vcpu, long mmap_size)
 	close(vm);
 	reg_list_all("vcpu (ran)", vcpu, 0);
 	vcpu_init_features(kvm);
+	imp_id_regs(kvm, mmap_size);
 }
 #endif
 
