@@ -13,6 +13,10 @@ use super::{
     abi::Errno,
     device_fd::VmDeviceOps,
     memslot::MemslotLimits,
+    one_reg::{
+        RegEmit,
+        RegsOp, //
+    },
     stats::StatsSchema,
     uapi::GuestDebug,
     vm_limits::VcpuLimits,
@@ -32,9 +36,22 @@ pub(crate) struct VmFacts {
     pub(crate) max_vcpus: u32,
 }
 
+/// What a VM already has when `KVM_ENABLE_CAP` comes (capabilities may
+/// only be enabled before some of it exists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct VmInUse {
+    /// A vCPU was created (`kvm->created_vcpus`).
+    pub(crate) vcpus: bool,
+    /// A memslot exists.
+    pub(crate) memslots: bool,
+}
+
 /// A VM-wide change that an arch `KVM_ENABLE_CAP` asks the core to apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VmCapChange {
+    /// Nothing for the core: the arch changed its own VM state.
+    #[cfg_attr(CONFIG_RISCV, allow(dead_code))]
+    None,
     /// New guest physical address bits (only while no vCPU and no memslot
     /// exist): riscv64 `KVM_CAP_VM_GPA_BITS`.
     #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
@@ -73,9 +90,22 @@ pub(crate) trait Arch {
 
     /// Per-vCPU architecture state, kept under the vCPU's mutex.
     ///
-    /// - riscv64: nothing yet (the ONE_REG config registers are host facts);
-    /// - arm64: whether `KVM_ARM_VCPU_INIT` ran, and with which features.
+    /// - riscv64: MP state and guest debug (the ONE_REG config registers
+    ///   are host facts);
+    /// - arm64: whether `KVM_ARM_VCPU_INIT` ran, and the register state
+    ///   (`arch/arm64/kvm/regs.rs`: what the world switch will load).
     type Vcpu: Send;
+
+    /// Per-VM architecture state (upstream's `kvm->arch`, the parts that
+    /// are configured from userspace before the first run), kept by the
+    /// core under the VM's arch lock (upstream's `kvm->arch.config_lock`).
+    /// The lock is taken after `kvm->lock` and after a vCPU's mutex, never
+    /// the other way round.
+    ///
+    /// - riscv64: nothing yet;
+    /// - arm64: the vCPU features of the first `KVM_ARM_VCPU_INIT` (every
+    ///   vCPU must use the same), and the VM-wide ID registers.
+    type Vm: Send;
 
     /// Checks, at module load, that this host can run guests, and logs what
     /// it found. Fails with `ENODEV` when it cannot, as upstream does.
@@ -87,6 +117,10 @@ pub(crate) trait Arch {
     ///   in-tree KVM must be off (`kvm-arm.mode=none`); the IPA limit comes
     ///   from `ID_AA64MMFR0_EL1.PARange`.
     fn probe() -> Result;
+
+    /// The arch state of a new VM ([`Arch::Vm`]), made by `KVM_CREATE_VM`
+    /// once the machine type was accepted.
+    fn vm_create() -> Result<Self::Vm, Errno>;
 
     /// `KVM_CREATE_VM`: validates the machine type `ty` and returns the VM's
     /// guest physical address bits.
@@ -129,12 +163,20 @@ pub(crate) trait Arch {
     fn check_extension(cap: i64, vm: Option<&VmFacts>) -> i64;
 
     /// `KVM_ENABLE_CAP` on a VM fd for a capability the core does not
-    /// handle; `busy` says whether vCPUs or memslots exist. `EINVAL` for
-    /// anything unknown.
+    /// handle (`kvm_vm_ioctl_enable_cap()`), under `kvm->lock`,
+    /// `slots_lock` and the VM's arch lock; `in_use` says what the VM
+    /// already has. `EINVAL` for anything unknown.
     ///
-    /// - riscv64: `KVM_CAP_VM_GPA_BITS`;
-    /// - arm64: nothing yet.
-    fn vm_enable_cap(cap: u32, flags: u32, args: &[u64; 4], busy: bool) -> Result<VmCapChange, Errno>;
+    /// - riscv64: `KVM_CAP_VM_GPA_BITS` (no vCPU or memslot yet);
+    /// - arm64: `KVM_CAP_ARM_WRITABLE_IMP_ID_REGS` (no vCPU yet): `MIDR_EL1`,
+    ///   `REVIDR_EL1` and `AIDR_EL1` become writable until the first run.
+    fn vm_enable_cap(
+        cap: u32,
+        flags: u32,
+        args: &[u64; 4],
+        in_use: VmInUse,
+        vm: &mut Self::Vm,
+    ) -> Result<VmCapChange, Errno>;
 
     /// A VM ioctl the core does not know (`kvm_arch_vm_ioctl()`); `EINVAL`
     /// when the arch does not know it either.
@@ -145,45 +187,109 @@ pub(crate) trait Arch {
 
     /// Creates the arch state of vCPU `id`, the VM's `idx`-th vCPU (0 for
     /// the first created) (`kvm_arch_vcpu_create()` and
-    /// `kvm_arch_vcpu_postcreate()`).
+    /// `kvm_arch_vcpu_postcreate()`), under `kvm->lock` and the VM's arch
+    /// lock.
     ///
     /// - riscv64: every vCPU but the first starts `STOPPED` (the boot vCPU
     ///   brings the others up with SBI HSM);
     /// - arm64: `RUNNABLE`, not initialized (`KVM_ARM_VCPU_INIT` decides
-    ///   the power state).
-    fn vcpu_create(id: u32, idx: usize) -> Result<Self::Vcpu, Errno>;
+    ///   the power state); the VM's virtual counter restarts at 0
+    ///   (`kvm_timer_vcpu_init()`).
+    fn vcpu_create(id: u32, idx: usize, vm: &mut Self::Vm) -> Result<Self::Vcpu, Errno>;
 
     /// A vCPU ioctl the core does not know (`kvm_arch_vcpu_ioctl()`);
-    /// `EINVAL` when the arch does not know it either.
+    /// `EINVAL` when the arch does not know it either. Runs under the vCPU's
+    /// mutex and the VM's arch lock.
     ///
     /// - riscv64: none;
     /// - arm64: `KVM_ARM_VCPU_INIT`.
-    fn vcpu_ioctl(vcpu: &mut Self::Vcpu, cmd: u32, arg: usize) -> Result<isize, Errno>;
+    fn vcpu_ioctl(vcpu: &mut Self::Vcpu, vm: &mut Self::Vm, cmd: u32, arg: usize) -> Result<isize, Errno>;
 
-    /// `KVM_GET_ONE_REG` of register `id`, whose size the core has not
-    /// checked. Returns the value (registers of at most 8 bytes for now).
+    /// The checks of `KVM_GET_ONE_REG`/`KVM_SET_ONE_REG` (`op` =
+    /// [`RegsOp::OneReg`]) and `KVM_GET_REG_LIST` ([`RegsOp::RegList`])
+    /// that upstream makes before it reads the ioctl's argument.
     ///
-    /// - riscv64: the `satp_mode` config register; `ENOENT` for the others;
-    /// - arm64: `ENOEXEC` before `KVM_ARM_VCPU_INIT`; the ID registers
-    ///   kvm_rs exposes (`ID_AA64MMFR0_EL1`); `ENOENT` for the others.
-    fn get_one_reg(vcpu: &mut Self::Vcpu, id: u64) -> Result<u64, Errno>;
+    /// - riscv64: none;
+    /// - arm64: `ENOEXEC` before `KVM_ARM_VCPU_INIT`; for the list also
+    ///   `EPERM` while a feature needs `KVM_ARM_VCPU_FINALIZE` (SVE, which
+    ///   kvm_rs does not offer, so never).
+    fn regs_check(vcpu: &Self::Vcpu, op: RegsOp) -> Result<(), Errno>;
 
-    /// `KVM_SET_ONE_REG` of register `id`. `value` reads the new value from
-    /// userspace (`EFAULT`); the arch calls it after its own id and size
-    /// checks, in upstream's order.
+    /// `KVM_GET_ONE_REG` of register `id`, once `struct kvm_one_reg` was
+    /// read. The core checks nothing of `id`: the arch decodes it, checks
+    /// its size (`KVM_REG_SIZE(id)`, 1 to 32768 bytes) in upstream's order
+    /// and with upstream's errno, then calls `write` with the value's bytes
+    /// (native endianness), which copies them to `kvm_one_reg.addr`
+    /// (`EFAULT`). `write` copies exactly the bytes it is given, as
+    /// upstream's `copy_to_user`/`put_user` of the arch's own size.
     ///
-    /// - riscv64: `satp_mode` may only be set to its current value;
-    /// - arm64: nothing writable yet (`ENOENT`, `ENOEXEC` before init).
-    fn set_one_reg(
+    /// - riscv64 (`kvm_riscv_vcpu_get_reg()`): `ENOENT` for an unknown type
+    ///   or register, `EINVAL` for a wrong size; registers by type: config
+    ///   (`KVM_REG_RISCV_CONFIG`: isa, zicbo*_block_size, m*id, satp_mode),
+    ///   core (`_CORE`: pc, x1-x31, mode), CSR (`_CSR`: general, AIA,
+    ///   Smstateen), timer (`_TIMER`: frequency, time, compare, state), FP
+    ///   (`_FP_F`/`_FP_D`), ISA extensions (`_ISA_EXT`: single, multi
+    ///   enable/disable), SBI extensions (`_SBI_EXT`) and SBI state
+    ///   (`_SBI_STATE`), vector (`_VECTOR`, up to `vlenb` bytes). kvm_rs has
+    ///   `satp_mode` only so far (the rest comes with the riscv64 register
+    ///   work).
+    /// - arm64 (`kvm_arm_get_reg()`): `EINVAL` for a non-arm64 id; core
+    ///   registers (`KVM_REG_ARM_CORE`: `ENOENT` past `struct kvm_regs`,
+    ///   `EINVAL` for a size that does not match the field), firmware
+    ///   pseudo-registers (`_FW`, `_FW_FEAT_BMAP`: `ENOENT` unless 64-bit),
+    ///   system registers (`ENOENT` unless listed and 64-bit; timer
+    ///   registers included), CCSIDR (`_DEMUX`, 32-bit).
+    fn get_one_reg(
         vcpu: &mut Self::Vcpu,
+        vm: &mut Self::Vm,
         id: u64,
-        value: impl FnOnce() -> Result<u64, Errno>,
+        write: impl FnOnce(&[u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno>;
 
-    /// Whether `KVM_RUN` may proceed (`ENOEXEC` for a vCPU that needs an
-    /// init ioctl first, as arm64 does without `KVM_ARM_VCPU_INIT`). Runs
-    /// before `immediate_exit` is looked at.
-    fn vcpu_run_check(vcpu: &mut Self::Vcpu) -> Result<(), Errno>;
+    /// `KVM_SET_ONE_REG` of register `id`. `read` fills the slice it is
+    /// given from `kvm_one_reg.addr` (`EFAULT`); the arch calls it, with the
+    /// number of bytes upstream copies (usually `KVM_REG_SIZE(id)`; arm64
+    /// system registers always read 8 bytes first), at the point upstream
+    /// copies, so that errors come in upstream's order.
+    ///
+    /// - riscv64 (`kvm_riscv_vcpu_set_reg()`): as for get; `satp_mode` may
+    ///   only be set to its current value.
+    /// - arm64 (`kvm_arm_set_reg()`): as for get; core registers check
+    ///   PSTATE's mode, system registers check their writable fields (ID
+    ///   registers: no feature beyond the sanitised host value), firmware
+    ///   registers their version/feature rules.
+    fn set_one_reg(
+        vcpu: &mut Self::Vcpu,
+        vm: &mut Self::Vm,
+        id: u64,
+        read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno>;
+
+    /// The registers of `KVM_GET_REG_LIST`, in upstream's order: calls
+    /// `emit` once per id (see [`RegEmit`]; stop at its first error). Every
+    /// listed id must be readable with [`Arch::get_one_reg`].
+    ///
+    /// - riscv64 (`kvm_riscv_vcpu_copy_reg_indices()`): config, core, CSR
+    ///   (general, then AIA/Smstateen if present), timer, FP F/D (if the
+    ///   extension is enabled), vector, ISA extensions, SBI extensions, SBI
+    ///   state. kvm_rs lists `satp_mode` only so far.
+    /// - arm64 (`kvm_arm_copy_reg_indices()`): core registers (`struct
+    ///   kvm_regs` in offset order, vregs as U128), SVE (none: not
+    ///   offered), firmware registers, the visible system registers in
+    ///   encoding order (timer CVAL/CNT with their historical swapped ids),
+    ///   then the 14 CCSIDR demux registers.
+    fn for_each_reg(vcpu: &Self::Vcpu, vm: &Self::Vm, emit: RegEmit<'_>) -> Result<(), Errno>;
+
+    /// Whether `KVM_RUN` may proceed, and the vCPU's first-run setup
+    /// (`kvm_arch_vcpu_run_pid_change()`). Runs before `immediate_exit` is
+    /// looked at, under the VM's arch lock.
+    ///
+    /// - riscv64: nothing to check;
+    /// - arm64: `ENOEXEC` before `KVM_ARM_VCPU_INIT`; the VM's first run
+    ///   hides the GIC from the ID registers (no in-kernel irqchip) and
+    ///   freezes the VM's configuration (ID registers, firmware bitmaps:
+    ///   `EBUSY` for a change afterwards).
+    fn vcpu_run_check(vcpu: &mut Self::Vcpu, vm: &mut Self::Vm) -> Result<(), Errno>;
 
     /// `KVM_RUN` once the core has checked `immediate_exit`, applied the
     /// signal mask, found no signal pending and handled the requests: enter

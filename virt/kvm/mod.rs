@@ -11,7 +11,8 @@
 //! - pure logic, built from `core` only and also tested on the host with
 //!   `cargo test` (`tools/testing/host`): [`abi`], [`storage`], [`memslot`],
 //!   [`dirty_log`], [`mmu_invalidate`], [`stats`], [`vm_limits`],
-//!   [`requests`], [`ioeventfd`], [`slot_index`], [`irqfd`], [`device`];
+//!   [`requests`], [`ioeventfd`], [`slot_index`], [`irqfd`], [`device`],
+//!   [`one_reg`];
 //! - the kernel glue that turns them into file descriptors: [`dev`]
 //!   (`/dev/kvm`), [`vm`] (VM fd), [`vcpu`] (vCPU fd), [`stats_fd`] (binary
 //!   statistics fds), [`kalloc`] (the kernel's [`storage::Alloc`]),
@@ -35,6 +36,7 @@ mod kunit;
 pub(crate) mod memslot;
 pub(crate) mod mmu;
 pub(crate) mod mmu_invalidate;
+pub(crate) mod one_reg;
 pub(crate) mod requests;
 pub(crate) mod slot_index;
 pub(crate) mod stats;

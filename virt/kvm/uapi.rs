@@ -237,13 +237,6 @@ pub(crate) struct GuestDebug(pub(crate) uapi::kvm_guest_debug);
 // every bit pattern is valid.
 unsafe impl FromBytes for GuestDebug {}
 
-/// Size in bytes of the register `id` names (`KVM_REG_SIZE()`): 1 to 2048.
-pub(crate) fn reg_size(id: u64) -> usize {
-    let shift = (id & uapi::KVM_REG_SIZE_MASK) >> uapi::KVM_REG_SIZE_SHIFT;
-    // The size field is 4 bits wide, so the shift is at most 15.
-    1usize << (shift & 0xf)
-}
-
 /// `KVM_ENABLE_CAP`: `_IOW(KVMIO, 0xa3, struct kvm_enable_cap)`.
 pub(crate) const KVM_ENABLE_CAP: u32 =
     super::abi::ioc(1, super::abi::KVMIO, 0xa3, size_of::<EnableCap>() as u32);
@@ -253,6 +246,9 @@ pub(crate) const KVM_GET_ONE_REG: u32 =
 /// `KVM_SET_ONE_REG`: `_IOW(KVMIO, 0xac, struct kvm_one_reg)`.
 pub(crate) const KVM_SET_ONE_REG: u32 =
     super::abi::ioc(1, super::abi::KVMIO, 0xac, size_of::<OneReg>() as u32);
+/// `KVM_GET_REG_LIST`: `_IOWR(KVMIO, 0xb0, struct kvm_reg_list)` (the
+/// size of `struct kvm_reg_list` is that of its `n`).
+pub(crate) const KVM_GET_REG_LIST: u32 = super::abi::kvm_iowr(0xb0, size_of::<u64>() as u32);
 
 /// `KVM_GET_MP_STATE`: `_IOR(KVMIO, 0x98, struct kvm_mp_state)`.
 pub(crate) const KVM_GET_MP_STATE: u32 =
@@ -328,12 +324,17 @@ mod tests {
     }
 
     #[test]
-    fn reg_size_decodes_the_size_field() {
-        assert_eq!(reg_size(uapi::KVM_REG_SIZE_U64), 8);
-        assert_eq!(reg_size(uapi::KVM_REG_SIZE_U32), 4);
+    fn one_reg_constants_match_uapi() {
+        use crate::kvm::one_reg::{self, reg_size};
+        assert_eq!(one_reg::KVM_REG_ARCH_MASK, uapi::KVM_REG_ARCH_MASK as u64);
+        assert_eq!(one_reg::KVM_REG_SIZE_SHIFT, uapi::KVM_REG_SIZE_SHIFT);
+        assert_eq!(one_reg::KVM_REG_SIZE_MASK, uapi::KVM_REG_SIZE_MASK);
+        assert_eq!(one_reg::KVM_REG_SIZE_U32, uapi::KVM_REG_SIZE_U32);
+        assert_eq!(one_reg::KVM_REG_SIZE_U64, uapi::KVM_REG_SIZE_U64);
+        assert_eq!(one_reg::KVM_REG_SIZE_U128, uapi::KVM_REG_SIZE_U128);
+        assert_eq!(reg_size(uapi::KVM_REG_SIZE_U2048), one_reg::KVM_REG_MAX_BYTES);
         assert_eq!(reg_size(u64::from(uapi::KVM_REG_SIZE_U8)), 1);
-        assert_eq!(reg_size(uapi::KVM_REG_SIZE_U2048), 256);
-        assert_eq!(reg_size(u64::MAX), 1 << 15);
+        assert_eq!(KVM_GET_REG_LIST, _IOWR::<uapi::kvm_reg_list>(uapi::KVMIO, 0xb0));
     }
 
     #[test]

@@ -59,6 +59,11 @@ use super::{
         self,
         StatsOwner, //
     },
+    one_reg::{
+        self,
+        RegListUser,
+        RegsOp, //
+    },
     uapi::{
         self,
         read_user,
@@ -298,7 +303,7 @@ pub(crate) struct VcpuRef {
 /// Creates vCPU `id` of `vm`, adds it to `vcpus` and returns its fd. The
 /// caller holds `kvm->lock` and has reserved the vCPU in the VM's limits.
 pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> Result<isize> {
-    let arch = Host::vcpu_create(id, vcpus.len())?;
+    let arch = Host::vcpu_create(id, vcpus.len(), &mut vm.arch().lock())?;
     let stats_id = StatsId::vcpu(vm.pid(), i32::try_from(id).map_err(|_| EINVAL)?);
     let mut stats = KVVec::new();
     stats.extend_with(Host::VCPU_STATS.num_values(), 0u64, GFP_KERNEL_ACCOUNT)?;
@@ -341,7 +346,7 @@ impl VcpuRef {
         if arg != 0 {
             return Err(EINVAL);
         }
-        Host::vcpu_run_check(&mut st.arch)?;
+        Host::vcpu_run_check(&mut st.arch, &mut self.vm.arch().lock())?;
         let vcpu = &self.vcpu;
         if vcpu.immediate_exit() {
             return Err(EINTR);
@@ -399,30 +404,40 @@ impl VcpuRef {
 
     /// `KVM_GET_ONE_REG`.
     fn get_one_reg(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
+        Host::regs_check(&st.arch, RegsOp::OneReg)?;
         let reg: OneReg = read_user(arg)?;
-        let value = Host::get_one_reg(&mut st.arch, reg.id)?;
-        let bytes = value.to_ne_bytes();
-        let bytes = bytes.get(..uapi::reg_size(reg.id)).ok_or(EINVAL)?;
-        let addr = usize::try_from(reg.addr).map_err(|_| EFAULT)?;
-        UserSlice::new(UserPtr::from_addr(addr), bytes.len()).writer().write_slice(bytes)?;
+        let write = |bytes: &[u8]| -> Result<(), Errno> {
+            let addr = usize::try_from(reg.addr).map_err(|_| Errno::EFAULT)?;
+            UserSlice::new(UserPtr::from_addr(addr), bytes.len())
+                .writer()
+                .write_slice(bytes)
+                .map_err(|_| Errno::EFAULT)
+        };
+        Host::get_one_reg(&mut st.arch, &mut self.vm.arch().lock(), reg.id, write)?;
         Ok(0)
     }
 
     /// `KVM_SET_ONE_REG`.
     fn set_one_reg(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
+        Host::regs_check(&st.arch, RegsOp::OneReg)?;
         let reg: OneReg = read_user(arg)?;
-        let read_value = || -> Result<u64, Errno> {
-            let size = uapi::reg_size(reg.id);
-            let mut bytes = [0u8; 8];
-            let dst = bytes.get_mut(..size).ok_or(Errno::EINVAL)?;
+        let read = |bytes: &mut [u8]| -> Result<(), Errno> {
             let addr = usize::try_from(reg.addr).map_err(|_| Errno::EFAULT)?;
-            UserSlice::new(UserPtr::from_addr(addr), size)
+            UserSlice::new(UserPtr::from_addr(addr), bytes.len())
                 .reader()
-                .read_slice(dst)
-                .map_err(|_| Errno::EFAULT)?;
-            Ok(u64::from_ne_bytes(bytes))
+                .read_slice(bytes)
+                .map_err(|_| Errno::EFAULT)
         };
-        Host::set_one_reg(&mut st.arch, reg.id, read_value)?;
+        Host::set_one_reg(&mut st.arch, &mut self.vm.arch().lock(), reg.id, read)?;
+        Ok(0)
+    }
+
+    /// `KVM_GET_REG_LIST`.
+    fn get_reg_list(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
+        Host::regs_check(&st.arch, RegsOp::RegList)?;
+        let vm = self.vm.arch().lock();
+        let mut user = UserRegList { addr: arg };
+        one_reg::get_reg_list(&mut user, |emit| Host::for_each_reg(&st.arch, &vm, emit))?;
         Ok(0)
     }
 
@@ -446,11 +461,12 @@ impl VcpuRef {
             KVM_RUN => self.run(st, arg),
             uapi::KVM_GET_ONE_REG => self.get_one_reg(st, arg),
             uapi::KVM_SET_ONE_REG => self.set_one_reg(st, arg),
+            uapi::KVM_GET_REG_LIST => self.get_reg_list(st, arg),
             uapi::KVM_GET_MP_STATE => self.get_mp_state(st, arg),
             uapi::KVM_SET_MP_STATE => self.set_mp_state(st, arg),
             uapi::KVM_SET_GUEST_DEBUG => self.set_guest_debug(st, arg),
             uapi::KVM_SET_SIGNAL_MASK => self.set_signal_mask(st, arg),
-            _ => Ok(Host::vcpu_ioctl(&mut st.arch, cmd, arg)?),
+            _ => Ok(Host::vcpu_ioctl(&mut st.arch, &mut self.vm.arch().lock(), cmd, arg)?),
         }
     }
 
@@ -477,6 +493,36 @@ impl VcpuRef {
             mixed.vm_insert_page(addr, page)?;
         }
         Ok(())
+    }
+}
+
+/// The `struct kvm_reg_list` at user address `addr`: `__u64 n`, then
+/// `__u64 reg[n]`.
+struct UserRegList {
+    addr: usize,
+}
+
+impl UserRegList {
+    /// The user slice of the `u64` at `index` (0 = `n`, `1 + i` = `reg[i]`).
+    fn word(&self, index: u64) -> Result<UserSlice, Errno> {
+        let offset = index.checked_mul(8).and_then(|o| usize::try_from(o).ok()).ok_or(Errno::EFAULT)?;
+        let at = self.addr.checked_add(offset).ok_or(Errno::EFAULT)?;
+        Ok(UserSlice::new(UserPtr::from_addr(at), 8))
+    }
+}
+
+impl RegListUser for UserRegList {
+    fn read_n(&mut self) -> Result<u64, Errno> {
+        self.word(0)?.reader().read::<u64>().map_err(|_| Errno::EFAULT)
+    }
+
+    fn write_n(&mut self, n: u64) -> Result<(), Errno> {
+        self.word(0)?.writer().write(&n).map_err(|_| Errno::EFAULT)
+    }
+
+    fn write_reg(&mut self, index: u64, id: u64) -> Result<(), Errno> {
+        let word = index.checked_add(1).ok_or(Errno::EFAULT)?;
+        self.word(word)?.writer().write(&id).map_err(|_| Errno::EFAULT)
     }
 }
 

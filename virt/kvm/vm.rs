@@ -27,7 +27,11 @@
 //! - `irqfds` is `kvm->irqfds.lock`; it is never held with the others
 //!   (only the module-wide irqfd claim lock is taken under it).
 //!
-//! Lock order: `state`, then `slots` (as `kvm->lock` before `slots_lock`).
+//! - `arch` is `kvm->arch.config_lock`: the arch's VM-wide configuration
+//!   ([`Arch::Vm`]: arm64 vCPU features and ID registers).
+//!
+//! Lock order: `state`, then `slots` (as `kvm->lock` before `slots_lock`);
+//! `arch` last: after `state`, `slots` and a vCPU's mutex.
 
 use super::{
     abi::{
@@ -37,7 +41,8 @@ use super::{
     arch::{
         Arch,
         VmCapChange,
-        VmFacts, //
+        VmFacts,
+        VmInUse, //
     },
     device::KVM_CREATE_DEVICE,
     device_fd::{
@@ -181,6 +186,9 @@ pub(crate) struct Vm {
     /// (`kvm_irqfd_release()`).
     #[pin]
     irqfds: Mutex<VmIrqfds>,
+    /// `kvm->arch.config_lock` and the arch state it protects.
+    #[pin]
+    arch: Mutex<<Host as Arch>::Vm>,
     /// The creator's address space (`mmgrab`).
     mm: ARef<Mm>,
     /// The creator's pid (`task_pid_nr(current)`), for the stats ids.
@@ -218,6 +226,7 @@ impl Vm {
                 shadow <- new_mutex!(ShadowIndex::new()),
                 ioeventfds <- new_mutex!(Ioeventfds::new()),
                 irqfds <- new_mutex!(VmIrqfds::new()),
+                arch <- new_mutex!(Host::vm_create()?),
                 mm,
                 pid,
                 stats_id,
@@ -242,6 +251,11 @@ impl Vm {
     #[allow(dead_code)]
     pub(crate) fn mmu(&self) -> &VmMmu {
         &self.mmu
+    }
+
+    /// The arch's VM state and its lock (`kvm->arch.config_lock`).
+    pub(crate) fn arch(&self) -> &Mutex<<Host as Arch>::Vm> {
+        &self.arch
     }
 
     /// The creator's pid.
@@ -337,8 +351,11 @@ impl Vm {
         }
         let st = self.state.lock();
         let mut slots = self.slots.lock();
-        let busy = st.limits.created != 0 || !slots.is_empty();
-        match Host::vm_enable_cap(ec.cap, ec.flags, &ec.args, busy)? {
+        let in_use = VmInUse {
+            vcpus: st.limits.created != 0,
+            memslots: !slots.is_empty(),
+        };
+        match Host::vm_enable_cap(ec.cap, ec.flags, &ec.args, in_use, &mut self.arch.lock())? {
             VmCapChange::GpaBits(bits) => {
                 // Nothing is mapped yet (no memslot): new, empty tables of
                 // the new size replace the old ones.
@@ -346,6 +363,7 @@ impl Vm {
                 slots.set_gpa_bits(bits)?;
                 self.mmu.replace_stage2(fresh?);
             }
+            VmCapChange::None => {}
         }
         Ok(0)
     }

@@ -1,8 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! arm64 backend: the host kernel runs at EL2 with VHE (`HCR_EL2.E2H` = 1).
+//!
+//! The register state and its ABI live in pure files (host-tested):
+//! [`regs`] (ids, core registers), [`sysregs`] (the system register table),
+//! [`idregs`] and [`ftr_tables`] (ID registers and their writable fields),
+//! [`state`] (vCPU/VM state, `KVM_ARM_VCPU_INIT`, ONE_REG, REG_LIST). This
+//! file reads the host for them and moves bytes from and to userspace.
 
+mod ftr_tables;
+mod idregs;
+mod regs;
+mod state;
 mod sysreg;
+mod sysregs;
+
+// The pure files reach the generic ones as `super::abi`/`super::one_reg`.
+use crate::kvm::{
+    abi,
+    one_reg, //
+};
 
 use crate::kvm::{
     abi::Errno,
@@ -10,7 +27,8 @@ use crate::kvm::{
         Arch,
         SetIrq,
         VmCapChange,
-        VmFacts, //
+        VmFacts,
+        VmInUse, //
     },
     device::{
         AttrOp,
@@ -19,13 +37,16 @@ use crate::kvm::{
     },
     device_fd::VmDeviceOps,
     memslot::MemslotLimits,
+    one_reg::{
+        RegEmit,
+        RegsOp, //
+    },
     stats::{
         StatsSchema,
         ARM64_VCPU_SCHEMA, //
     },
     uapi::{
         read_user,
-        reg_size,
         DeviceAttr,
         GuestDebug, //
     },
@@ -38,7 +59,14 @@ use crate::kvm::{
 };
 use core::sync::atomic::{
     AtomicU32,
+    AtomicU64,
     Ordering, //
+};
+use idregs::{
+    HostFacts,
+    IdVis,
+    Mitigation,
+    NR_ID_REGS, //
 };
 use kernel::{
     bindings,
@@ -57,12 +85,20 @@ use kernel::{
     },
     uapi,
 };
+use state::{
+    ArmVcpu,
+    VmRegs, //
+};
 
 /// The arm64 host.
 pub(crate) struct Host;
 
 /// `kvm_ipa_limit`, set once by [`Host::probe`] before `/dev/kvm` exists.
 static IPA_LIMIT: AtomicU32 = AtomicU32::new(0);
+
+/// The boot CPU's `MIDR_EL1`, `REVIDR_EL1`, `AIDR_EL1` (upstream's
+/// `init_imp_id_regs()`), set once by [`Host::probe`].
+static BOOT_IMP_ID: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 /// The IPA size kvm_rs offers at most: 48 bits. Beyond needs LPA2 stage-2
 /// tables with 4 KiB pages, which kvm_rs will not have at first (upstream
@@ -80,19 +116,22 @@ unsafe impl FromBytes for VcpuInit {}
 // SAFETY: As above: no padding, so every byte is initialized.
 unsafe impl AsBytes for VcpuInit {}
 
+/// `struct reg_mask_range` (`KVM_ARM_GET_REG_WRITABLE_MASKS`).
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct RegMaskRange(uapi::reg_mask_range);
+
+// SAFETY: `reg_mask_range` is `repr(C)` of a `u64` and 14 `u32`s (64
+// bytes, no padding): every bit pattern is valid.
+unsafe impl FromBytes for RegMaskRange {}
+
 /// `KVM_ARM_VCPU_INIT`: `_IOW(KVMIO, 0xae, struct kvm_vcpu_init)`.
 const KVM_ARM_VCPU_INIT: u32 = _IOW::<uapi::kvm_vcpu_init>(uapi::KVMIO, 0xae);
 /// `KVM_ARM_PREFERRED_TARGET`: `_IOR(KVMIO, 0xaf, struct kvm_vcpu_init)`.
 const KVM_ARM_PREFERRED_TARGET: u32 = _IOR::<uapi::kvm_vcpu_init>(uapi::KVMIO, 0xaf);
-/// `KVM_VCPU_VALID_FEATURES`: the feature bits upstream knows (10).
-const VALID_FEATURES: u32 = (1 << 10) - 1;
-/// `KVM_ARM_VCPU_POWER_OFF`: start powered off (ephemeral, not a feature).
-const FEATURE_POWER_OFF: u32 = 1 << uapi::KVM_ARM_VCPU_POWER_OFF;
-
-/// The `KVM_GET_ONE_REG` id of `ID_AA64MMFR0_EL1` (op0 3, op1 0, CRn 0,
-/// CRm 7, op2 0).
-const REG_ID_AA64MMFR0_EL1: u64 =
-    uapi::KVM_REG_ARM64 | uapi::KVM_REG_SIZE_U64 | uapi::KVM_REG_ARM64_SYSREG as u64 | (3 << 14) | (7 << 3);
+/// `KVM_ARM_GET_REG_WRITABLE_MASKS`: `_IOR(KVMIO, 0xb6, struct
+/// reg_mask_range)`.
+const KVM_ARM_GET_REG_WRITABLE_MASKS: u32 = _IOR::<uapi::reg_mask_range>(uapi::KVMIO, 0xb6);
 
 /// `KVM_GUESTDBG_VALID_MASK` of arm64.
 const GUESTDBG_VALID_MASK: u32 = uapi::KVM_GUESTDBG_ENABLE
@@ -101,10 +140,10 @@ const GUESTDBG_VALID_MASK: u32 = uapi::KVM_GUESTDBG_ENABLE
     | uapi::KVM_GUESTDBG_USE_HW;
 
 /// The arm64 state of a vCPU.
-#[derive(Default)]
 pub(crate) struct Vcpu {
-    /// `KVM_ARM_VCPU_INIT` ran (`VCPU_INITIALIZED`).
-    initialized: bool,
+    /// The registers and whether `KVM_ARM_VCPU_INIT` ran
+    /// ([`state::ArmVcpu`]).
+    arm: ArmVcpu,
     /// `vcpu->arch.mp_state`: `KVM_MP_STATE_RUNNABLE`, `_STOPPED` or
     /// `_SUSPENDED`.
     mp_state: u32,
@@ -113,6 +152,100 @@ pub(crate) struct Vcpu {
     /// `vcpu->arch.external_debug_state`: the breakpoint and watchpoint
     /// registers of the last `KVM_SET_GUEST_DEBUG` with `USE_HW`.
     external_debug_state: uapi::kvm_guest_debug_arch,
+}
+
+/// Whether the kernel detected CPU capability `cap` on every CPU
+/// (`cpus_have_final_cap()`).
+fn cpus_have_cap(cap: u32) -> bool {
+    let word = (cap / 64) as usize;
+    // SAFETY: `system_cpucaps` is a static bitmap the kernel finalizes
+    // before modules load and never changes afterwards; `cap` is a
+    // `ARM64_*` cpucap below `ARM64_NCAPS`, and `get` bounds the index.
+    let caps = unsafe { &*core::ptr::addr_of!(bindings::system_cpucaps) };
+    caps.get(word).is_some_and(|w| (*w >> (cap % 64)) & 1 != 0)
+}
+
+/// `kvm_supports_32bit_el0()`: AArch32 at EL0 on every CPU. Upstream
+/// asks the `ARM64_HAS_32BIT_EL0` capability and the (unexported)
+/// `arm64_mismatched_32bit_el0` key; both come from the sanitised
+/// `ID_AA64PFR0_EL1.EL0`, which is AArch32-capable (2) only when every CPU
+/// is, so kvm_rs reads that.
+fn supports_32bit_el0(pfr0: u64) -> bool {
+    pfr0 & idregs::f::PFR0_EL0 >= 2
+}
+
+/// `read_sanitised_ftr_reg()`: the system-wide safe value of an ID
+/// register. Only call it for registers the kernel describes
+/// (`arm64_ftr_regs[]`), else it warns and returns 0.
+fn sanitised(enc: regs::Enc) -> u64 {
+    // SAFETY: A plain read of the kernel's finalized feature registers.
+    unsafe { bindings::read_sanitised_ftr_reg(enc.sys_reg()) }
+}
+
+/// What the host offers a new VM (see [`HostFacts`]).
+///
+/// The Spectre-class states come from the kernel's CPU capabilities:
+/// upstream asks `arm64_get_spectre_v2_state()` & co., which are not
+/// exported (needs a patch). "Affected" reads as vulnerable here: the
+/// firmware workaround calls are not implemented in kvm_rs, so the guest is
+/// told they are not available.
+fn host_facts() -> HostFacts {
+    let mut san = [0u64; NR_ID_REGS];
+    for (i, v) in san.iter_mut().enumerate() {
+        // Hidden and unallocated registers are never read upstream (and
+        // some have no description).
+        if idregs::id_desc(i).vis != IdVis::Raz {
+            *v = sanitised(idregs::id_enc(i));
+        }
+    }
+    let pfr0 = san[24];
+    let affected = |c: u32| if cpus_have_cap(c) { Mitigation::Vulnerable } else { Mitigation::Unaffected };
+    HostFacts {
+        sanitised: san,
+        ctr_el0: sanitised(idregs::CTR_EL0),
+        midr: BOOT_IMP_ID[0].load(Ordering::Relaxed),
+        revidr: BOOT_IMP_ID[1].load(Ordering::Relaxed),
+        aidr: BOOT_IMP_ID[2].load(Ordering::Relaxed),
+        actlr: sysreg::actlr_el1(),
+        amair: sysreg::amair_el1(),
+        el0_32bit: supports_32bit_el0(pfr0),
+        gicv3: cpus_have_cap(bindings::ARM64_HAS_GICV3_CPUIF),
+        wfxt: cpus_have_cap(bindings::ARM64_HAS_WFXT)
+            && !cpus_have_cap(bindings::ARM64_WORKAROUND_QCOM_ORYON_CNTVOFF),
+        rasv1p1: cpus_have_cap(bindings::ARM64_HAS_RASV1P1_EXTN),
+        poe: cpus_have_cap(bindings::ARM64_HAS_S1POE),
+        fpmr: cpus_have_cap(bindings::ARM64_HAS_FPMR),
+        spectre_v2: affected(bindings::ARM64_SPECTRE_V2),
+        meltdown: if pfr0 & idregs::f::PFR0_CSV3 != 0 {
+            Mitigation::Unaffected
+        } else if cpus_have_cap(bindings::ARM64_UNMAP_KERNEL_AT_EL0) {
+            Mitigation::Mitigated
+        } else {
+            Mitigation::Vulnerable
+        },
+        spectre_v4: if !cpus_have_cap(bindings::ARM64_SPECTRE_V4) {
+            Mitigation::Unaffected
+        } else if cpus_have_cap(bindings::ARM64_SSBS) {
+            Mitigation::Mitigated
+        } else {
+            Mitigation::Vulnerable
+        },
+        spectre_bhb: affected(bindings::ARM64_SPECTRE_BHB),
+    }
+}
+
+/// `kvm_phys_timer_read()`: the host's counter, through the kernel's
+/// accessor (which knows the counter errata).
+fn counter() -> u64 {
+    // SAFETY: `arch_timer_read_counter` is set by the arch timer driver at
+    // boot, before any module loads, and only read afterwards.
+    let read = unsafe { core::ptr::addr_of!(bindings::arch_timer_read_counter).read() };
+    match read {
+        // SAFETY: The kernel's counter accessor takes no argument and may
+        // be called in any context.
+        Some(f) => unsafe { f() },
+        None => 0,
+    }
 }
 
 /// `num_online_cpus()`.
@@ -164,6 +297,7 @@ impl Arch for Host {
     const VCPU_STATS: &'static StatsSchema = &ARM64_VCPU_SCHEMA;
     const SLOT_NEEDS_WRITABLE_VMA: bool = false;
     type Vcpu = Vcpu;
+    type Vm = VmRegs;
 
     fn probe() -> Result {
         let el = sysreg::current_el();
@@ -182,6 +316,9 @@ impl Arch for Host {
         };
         let ipa = pa_bits.min(MAX_IPA_BITS);
         IPA_LIMIT.store(ipa, Ordering::Relaxed);
+        for (slot, v) in BOOT_IMP_ID.iter().zip([sysreg::midr_el1(), sysreg::revidr_el1(), sysreg::aidr_el1()]) {
+            slot.store(v, Ordering::Relaxed);
+        }
         pr_info!(
             "arm64 host at EL2 with VHE (CurrentEL {:#x}, HCR_EL2 {:#x}), IPA limit {} bits\n",
             el << 2,
@@ -189,6 +326,10 @@ impl Arch for Host {
             ipa
         );
         Ok(())
+    }
+
+    fn vm_create() -> Result<VmRegs, Errno> {
+        Ok(VmRegs::new(host_facts()))
     }
 
     fn vm_gpa_bits(ty: usize) -> Result<u32, Errno> {
@@ -219,17 +360,33 @@ impl Arch for Host {
     fn check_extension(c: i64, vm: Option<&VmFacts>) -> i64 {
         match c {
             cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID | cap::ARM_VM_IPA_SIZE
-            | cap::READONLY_MEM | cap::IMMEDIATE_EXIT => {
+            | cap::READONLY_MEM | cap::IMMEDIATE_EXIT | cap::ONE_REG | cap::ARM_SUPPORTED_REG_MASK_RANGES
+            | cap::ARM_WRITABLE_IMP_ID_REGS => {
                 vm_limits::arm64_check_extension(&Self::host_caps(vm), c)
             }
-            // ONE_REG (one ID register only), PSCI, vGIC, timers, PMU, SVE,
-            // MTE, ...: not yet.
+            // PSCI (accepted as a vCPU feature, but no hypercalls without a
+            // world switch), vGIC, timers, PMU, SVE, MTE, ...: not yet.
             _ => 0,
         }
     }
 
-    fn vm_enable_cap(_cap: u32, _flags: u32, _args: &[u64; 4], _busy: bool) -> Result<VmCapChange, Errno> {
-        Err(Errno::EINVAL)
+    fn vm_enable_cap(
+        c: u32,
+        flags: u32,
+        _args: &[u64; 4],
+        in_use: VmInUse,
+        vm: &mut VmRegs,
+    ) -> Result<VmCapChange, Errno> {
+        if flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        match i64::from(c) {
+            cap::ARM_WRITABLE_IMP_ID_REGS if !in_use.vcpus => {
+                vm.set_writable_imp_id_regs();
+                Ok(VmCapChange::None)
+            }
+            _ => Err(Errno::EINVAL),
+        }
     }
 
     fn vm_ioctl(cmd: u32, arg: usize) -> Result<isize, Errno> {
@@ -237,26 +394,48 @@ impl Arch for Host {
             let attr: DeviceAttr = read_user(arg).map_err(|_| Errno::EFAULT)?;
             return vm_attr(&attr).map(|()| 0);
         }
-        if cmd != KVM_ARM_PREFERRED_TARGET {
-            return Err(Errno::EINVAL);
+        match cmd {
+            KVM_ARM_PREFERRED_TARGET => {
+                // Always the generic target, as upstream.
+                let init = VcpuInit(uapi::kvm_vcpu_init {
+                    target: uapi::KVM_ARM_TARGET_GENERIC_V8,
+                    features: [0; 7],
+                });
+                UserSlice::new(UserPtr::from_addr(arg), size_of::<VcpuInit>())
+                    .writer()
+                    .write(&init)
+                    .map_err(|_| Errno::EFAULT)?;
+                Ok(0)
+            }
+            KVM_ARM_GET_REG_WRITABLE_MASKS => {
+                let range: RegMaskRange = read_user(arg).map_err(|_| Errno::EFAULT)?;
+                // Only the feature ID range exists; the rest is reserved.
+                if range.0.range != 0 || range.0.reserved.iter().any(|&r| r != 0) {
+                    return Err(Errno::EINVAL);
+                }
+                let masks = state::writable_masks(&host_facts());
+                let addr = usize::try_from(range.0.addr).map_err(|_| Errno::EFAULT)?;
+                UserSlice::new(UserPtr::from_addr(addr), size_of_val(&masks))
+                    .writer()
+                    .write_slice(AsBytes::as_bytes(&masks))
+                    .map_err(|_| Errno::EFAULT)?;
+                Ok(0)
+            }
+            _ => Err(Errno::EINVAL),
         }
-        let init = VcpuInit(uapi::kvm_vcpu_init {
-            target: uapi::KVM_ARM_TARGET_GENERIC_V8,
-            features: [0; 7],
-        });
-        UserSlice::new(UserPtr::from_addr(arg), size_of::<VcpuInit>())
-            .writer()
-            .write(&init)
-            .map_err(|_| Errno::EFAULT)?;
-        Ok(0)
     }
 
-    fn vcpu_create(_id: u32, _idx: usize) -> Result<Vcpu, Errno> {
+    fn vcpu_create(id: u32, _idx: usize, vm: &mut VmRegs) -> Result<Vcpu, Errno> {
         // Zeroed, as upstream: RUNNABLE until KVM_ARM_VCPU_INIT says.
-        Ok(Vcpu::default())
+        Ok(Vcpu {
+            arm: ArmVcpu::new(id, vm, counter()),
+            mp_state: uapi::KVM_MP_STATE_RUNNABLE,
+            guest_debug: 0,
+            external_debug_state: Default::default(),
+        })
     }
 
-    fn vcpu_ioctl(vcpu: &mut Vcpu, cmd: u32, arg: usize) -> Result<isize, Errno> {
+    fn vcpu_ioctl(vcpu: &mut Vcpu, vm: &mut VmRegs, cmd: u32, arg: usize) -> Result<isize, Errno> {
         if let Some(op) = AttrOp::from_cmd(cmd) {
             let attr: DeviceAttr = read_user(arg).map_err(|_| Errno::EFAULT)?;
             return vcpu_attr(op, &attr).map(|()| 0);
@@ -265,45 +444,43 @@ impl Arch for Host {
             return Err(Errno::EINVAL);
         }
         let init: VcpuInit = read_user(arg).map_err(|_| Errno::EFAULT)?;
-        let init = init.0;
-        if init.target != uapi::KVM_ARM_TARGET_GENERIC_V8 {
-            return Err(Errno::EINVAL);
-        }
-        let features = init.features[0] & !FEATURE_POWER_OFF;
-        if features & !VALID_FEATURES != 0 || init.features.iter().skip(1).any(|&f| f != 0) {
-            return Err(Errno::ENOENT);
-        }
-        // No optional vCPU feature (PSCI 0.2, PMU, SVE, pointer auth, EL2,
-        // AArch32) exists in kvm_rs yet.
-        if features != 0 {
-            return Err(Errno::EINVAL);
-        }
-        vcpu.initialized = true;
-        vcpu.mp_state = if init.features[0] & FEATURE_POWER_OFF != 0 {
-            uapi::KVM_MP_STATE_STOPPED
-        } else {
-            uapi::KVM_MP_STATE_RUNNABLE
-        };
+        let power_off = vcpu.arm.init(vm, init.0.target, &init.0.features)?;
+        vcpu.mp_state = if power_off { uapi::KVM_MP_STATE_STOPPED } else { uapi::KVM_MP_STATE_RUNNABLE };
         Ok(0)
     }
 
-    fn get_one_reg(vcpu: &mut Vcpu, id: u64) -> Result<u64, Errno> {
-        check_one_reg(vcpu, id)?;
-        Ok(sysreg::id_aa64mmfr0_el1())
-    }
-
-    fn set_one_reg(vcpu: &mut Vcpu, id: u64, _value: impl FnOnce() -> Result<u64, Errno>) -> Result<(), Errno> {
-        check_one_reg(vcpu, id)?;
-        // The ID registers are not writable in kvm_rs yet.
-        Err(Errno::EINVAL)
-    }
-
-    fn vcpu_run_check(vcpu: &mut Vcpu) -> Result<(), Errno> {
-        if vcpu.initialized {
-            Ok(())
-        } else {
-            Err(Errno::ENOEXEC)
+    fn regs_check(vcpu: &Vcpu, _op: RegsOp) -> Result<(), Errno> {
+        // No feature needs KVM_ARM_VCPU_FINALIZE (no SVE): no EPERM.
+        if !vcpu.arm.initialized {
+            return Err(Errno::ENOEXEC);
         }
+        Ok(())
+    }
+
+    fn get_one_reg(
+        vcpu: &mut Vcpu,
+        vm: &mut VmRegs,
+        id: u64,
+        write: impl FnOnce(&[u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        vcpu.arm.get(vm, id, counter(), write)
+    }
+
+    fn set_one_reg(
+        vcpu: &mut Vcpu,
+        vm: &mut VmRegs,
+        id: u64,
+        read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        vcpu.arm.set(vm, id, counter(), read)
+    }
+
+    fn for_each_reg(vcpu: &Vcpu, vm: &VmRegs, emit: RegEmit<'_>) -> Result<(), Errno> {
+        vcpu.arm.for_each_reg(vm, emit)
+    }
+
+    fn vcpu_run_check(vcpu: &mut Vcpu, vm: &mut VmRegs) -> Result<(), Errno> {
+        vcpu.arm.first_run(vm)
     }
 
     fn vcpu_run(_vcpu: &mut Vcpu) -> Result<(), Errno> {
@@ -422,22 +599,6 @@ fn vcpu_attr(op: AttrOp, attr: &DeviceAttr) -> Result<(), Errno> {
     Err(Errno::ENXIO)
 }
 
-/// The checks of `kvm_arch_vcpu_ioctl()` and `kvm_arm_{get,set}_reg()` for
-/// the registers kvm_rs has: `ENOEXEC` before `KVM_ARM_VCPU_INIT`, `EINVAL`
-/// for a non-arm64 id, `ENOENT` for anything but `ID_AA64MMFR0_EL1`.
-fn check_one_reg(vcpu: &Vcpu, id: u64) -> Result<(), Errno> {
-    if !vcpu.initialized {
-        return Err(Errno::ENOEXEC);
-    }
-    if (id & !uapi::KVM_REG_SIZE_MASK) >> 32 != uapi::KVM_REG_ARM64 >> 32 {
-        return Err(Errno::EINVAL);
-    }
-    if id != REG_ID_AA64MMFR0_EL1 || reg_size(id) != 8 {
-        return Err(Errno::ENOENT);
-    }
-    Ok(())
-}
-
 #[kunit_tests(kvm_rs_arm64_host)]
 mod tests {
     use super::*;
@@ -466,22 +627,150 @@ mod tests {
         assert_eq!(Host::vm_gpa_bits(31), Err(Errno::EINVAL));
     }
 
-    #[test]
-    fn one_reg_needs_init_and_knows_one_id_register() {
-        let mut v = Vcpu::default();
-        assert_eq!(Host::get_one_reg(&mut v, REG_ID_AA64MMFR0_EL1), Err(Errno::ENOEXEC));
-        assert_eq!(Host::vcpu_run_check(&mut v), Err(Errno::ENOEXEC));
-        v.initialized = true;
-        assert_eq!(Host::get_one_reg(&mut v, REG_ID_AA64MMFR0_EL1), Ok(sysreg::id_aa64mmfr0_el1()));
-        assert_eq!(Host::get_one_reg(&mut v, REG_ID_AA64MMFR0_EL1 + 1), Err(Errno::ENOENT));
-        assert_eq!(Host::get_one_reg(&mut v, 0x1234), Err(Errno::EINVAL));
-        assert_eq!(KVM_ARM_VCPU_INIT, 0x4020_aeae);
-        assert_eq!(KVM_ARM_PREFERRED_TARGET, 0x8020_aeaf);
+    /// A new VM and its vCPU 0.
+    fn new_vcpu() -> Result<(KBox<VmRegs>, KBox<Vcpu>), Errno> {
+        let mut vm = KBox::new(Host::vm_create()?, GFP_KERNEL).map_err(|_| Errno::ENOMEM)?;
+        let v = Host::vcpu_create(0, 0, &mut vm)?;
+        Ok((vm, KBox::new(v, GFP_KERNEL).map_err(|_| Errno::ENOMEM)?))
+    }
+
+    fn init(v: &mut Vcpu, vm: &mut VmRegs, features: u32) -> Result<(), Errno> {
+        let mut f = [0u32; 7];
+        f[0] = features;
+        v.arm.init(vm, state::TARGET_GENERIC_V8, &f).map(|_| ())
+    }
+
+    fn get(v: &mut Vcpu, vm: &mut VmRegs, id: u64) -> Result<u64, Errno> {
+        let mut value = [0u8; 8];
+        Host::get_one_reg(v, vm, id, |b| {
+            value.get_mut(..b.len()).ok_or(Errno::EFAULT)?.copy_from_slice(b);
+            Ok(())
+        })
+        .map(|()| u64::from_ne_bytes(value))
+    }
+
+    fn set(v: &mut Vcpu, vm: &mut VmRegs, id: u64, value: u64) -> Result<(), Errno> {
+        let bytes = value.to_ne_bytes();
+        Host::set_one_reg(v, vm, id, |b| {
+            b.copy_from_slice(bytes.get(..b.len()).ok_or(Errno::EFAULT)?);
+            Ok(())
+        })
+    }
+
+    fn reg_list(v: &Vcpu, vm: &VmRegs) -> Result<KVec<u64>, Errno> {
+        let mut ids = KVec::new();
+        Host::for_each_reg(v, vm, &mut |id| ids.push(id, GFP_KERNEL).map_err(|_| Errno::ENOMEM))?;
+        Ok(ids)
     }
 
     #[test]
-    fn mp_state_runnable_stopped_suspended() {
-        let mut v = Vcpu::default();
+    fn ioctl_numbers() {
+        assert_eq!(KVM_ARM_VCPU_INIT, 0x4020_aeae);
+        assert_eq!(KVM_ARM_PREFERRED_TARGET, 0x8020_aeaf);
+        assert_eq!(KVM_ARM_GET_REG_WRITABLE_MASKS, 0x8040_aeb6);
+        assert_eq!(size_of::<RegMaskRange>(), 64);
+    }
+
+    #[test]
+    fn one_reg_and_reg_list_need_init() -> Result {
+        let (mut vm, mut v) = new_vcpu()?;
+        assert_eq!(Host::regs_check(&v, RegsOp::OneReg), Err(Errno::ENOEXEC));
+        assert_eq!(Host::regs_check(&v, RegsOp::RegList), Err(Errno::ENOEXEC));
+        assert_eq!(Host::vcpu_run_check(&mut v, &mut vm), Err(Errno::ENOEXEC));
+        init(&mut v, &mut vm, 0)?;
+        assert_eq!(Host::regs_check(&v, RegsOp::OneReg), Ok(()));
+        assert_eq!(Host::regs_check(&v, RegsOp::RegList), Ok(()));
+        assert_eq!(get(&mut v, &mut vm, 0x1234), Err(Errno::EINVAL));
+        assert_eq!(get(&mut v, &mut vm, regs::Enc::new(3, 7, 15, 15, 7).id()), Err(Errno::ENOENT));
+        Ok(())
+    }
+
+    /// The register table on this host: every listed id is readable and
+    /// takes its own value back (what the get-reg-list selftest checks),
+    /// in upstream's order, with the registers the blessed base list needs.
+    #[test]
+    fn register_table_on_this_host() -> Result {
+        let (mut vm, mut v) = new_vcpu()?;
+        init(&mut v, &mut vm, 0)?;
+        let ids = reg_list(&v, &vm)?;
+        // 75 core and 8 firmware registers first, 14 CCSIDR last.
+        assert!(ids.len() >= 75 + 8 + 160 + 14);
+        assert_eq!(ids.first().copied(), Some(regs::CoreField::X(0).id()));
+        assert_eq!(ids.get(75).copied(), Some(state::FW_REG_IDS[0]));
+        assert_eq!(ids.last().copied(), Some(regs::demux_id(13)));
+        for id in ids.iter().copied() {
+            if one_reg::reg_size(id) > 8 {
+                continue;
+            }
+            let value = get(&mut v, &mut vm, id);
+            let back = value.and_then(|val| set(&mut v, &mut vm, id, val));
+            if back.is_err() {
+                pr_err!("register {:#x}: get/set back failed: {:?}\n", id, back);
+            }
+            assert_eq!(back, Ok(()));
+        }
+        // System registers in encoding order, once each.
+        let sys: KVec<u64> = {
+            let mut k = KVec::new();
+            for id in ids.iter().copied().filter(|id| id & regs::COPROC_MASK == regs::COPROC_SYSREG) {
+                k.push(regs::sysreg_enc(id).map_or(0, |e| u64::from(e.0)), GFP_KERNEL)?;
+            }
+            k
+        };
+        assert!(sys.windows(2).all(|w| w[0] < w[1]));
+        // The base list's always-present system registers.
+        for (op0, op1, crn, crm, op2) in [(2, 0, 0, 0, 4), (2, 0, 1, 1, 4), (3, 0, 0, 0, 0), (3, 0, 1, 0, 0),
+                                          (3, 0, 14, 1, 0), (3, 3, 13, 0, 2), (3, 4, 5, 3, 0)] {
+            let id = regs::Enc::new(op0, op1, crn, crm, op2).id();
+            assert!(ids.contains(&id));
+        }
+        assert!(ids.contains(&regs::KVM_REG_ARM_TIMER_CVAL) && ids.contains(&regs::KVM_REG_ARM_TIMER_CNT));
+        Ok(())
+    }
+
+    /// The ID registers come from the kernel's sanitised view of this host.
+    #[test]
+    fn id_registers_from_the_host() -> Result {
+        let (mut vm, mut v) = new_vcpu()?;
+        init(&mut v, &mut vm, 0)?;
+        let mmfr0 = regs::Enc::new(3, 0, 0, 7, 0);
+        assert_eq!(get(&mut v, &mut vm, mmfr0.id()), Ok(sanitised(mmfr0)));
+        assert_eq!(get(&mut v, &mut vm, regs::Enc::new(3, 0, 0, 0, 0).id()), Ok(sysreg::midr_el1()));
+        assert_eq!(get(&mut v, &mut vm, regs::Enc::new(3, 0, 0, 0, 5).id()), Ok(1 << 31));
+        // No SVE, no PMU, no pointer authentication for the guest.
+        let pfr0 = get(&mut v, &mut vm, regs::Enc::new(3, 0, 0, 4, 0).id())?;
+        assert_eq!(pfr0 & idregs::f::PFR0_SVE, 0);
+        let dfr0 = get(&mut v, &mut vm, regs::Enc::new(3, 0, 0, 5, 0).id())?;
+        assert_eq!(dfr0 & idregs::f::DFR0_PMUVER, 0);
+        let isar1 = get(&mut v, &mut vm, regs::Enc::new(3, 0, 0, 6, 1).id())?;
+        assert_eq!(isar1 & (idregs::f::ISAR1_APA | idregs::f::ISAR1_API), 0);
+        // Hiding a feature is fine before the first run, not after.
+        let isar0 = regs::Enc::new(3, 0, 0, 6, 0).id();
+        let val = get(&mut v, &mut vm, isar0)?;
+        assert_eq!(set(&mut v, &mut vm, isar0, val & !0xf0), Ok(()));
+        assert_eq!(set(&mut v, &mut vm, isar0, val | 0xf << 60), Err(Errno::EINVAL));
+        assert_eq!(Host::vcpu_run_check(&mut v, &mut vm), Ok(()));
+        assert_eq!(set(&mut v, &mut vm, isar0, val), Err(Errno::EBUSY));
+        Ok(())
+    }
+
+    #[test]
+    fn vcpu_init_features() -> Result {
+        let (mut vm, mut v) = new_vcpu()?;
+        assert_eq!(init(&mut v, &mut vm, 1 << 10), Err(Errno::ENOENT));
+        assert_eq!(init(&mut v, &mut vm, state::feature::SVE), Err(Errno::EINVAL));
+        assert_eq!(init(&mut v, &mut vm, state::feature::PSCI_0_2 | state::feature::POWER_OFF), Ok(()));
+        assert_eq!(get(&mut v, &mut vm, state::FW_REG_IDS[0]), Ok(0x10003));
+        assert_eq!(init(&mut v, &mut vm, 0), Err(Errno::EINVAL));
+        let counter_now = counter();
+        let cntvct = get(&mut v, &mut vm, regs::KVM_REG_ARM_TIMER_CNT)?;
+        assert!(cntvct <= counter_now);
+        Ok(())
+    }
+
+    #[test]
+    fn mp_state_runnable_stopped_suspended() -> Result {
+        let (mut vm, mut v) = new_vcpu()?;
         assert_eq!(Host::get_mp_state(&v), uapi::KVM_MP_STATE_RUNNABLE);
         for ok in [uapi::KVM_MP_STATE_STOPPED, uapi::KVM_MP_STATE_SUSPENDED, uapi::KVM_MP_STATE_RUNNABLE] {
             assert_eq!(Host::set_mp_state(&mut v, ok), Ok(()));
@@ -491,8 +780,9 @@ mod tests {
             assert_eq!(Host::set_mp_state(&mut v, bad), Err(Errno::EINVAL));
         }
         assert_eq!(Host::get_mp_state(&v), uapi::KVM_MP_STATE_RUNNABLE);
-        v.initialized = true;
+        init(&mut v, &mut vm, 0)?;
         assert_eq!(Host::vcpu_run(&mut v), Err(Errno::ENOEXEC));
+        Ok(())
     }
 
     #[test]
@@ -515,8 +805,8 @@ mod tests {
     }
 
     #[test]
-    fn guest_debug_checks_control_bits() {
-        let mut v = Vcpu::default();
+    fn guest_debug_checks_control_bits() -> Result {
+        let (_vm, mut v) = new_vcpu()?;
         let mut dbg = GuestDebug(uapi::kvm_guest_debug::default());
         dbg.0.control = uapi::KVM_GUESTDBG_ENABLE | (1 << 2);
         assert_eq!(Host::set_guest_debug(&mut v, &dbg), Err(Errno::EINVAL));
@@ -528,5 +818,6 @@ mod tests {
         dbg.0.control = uapi::KVM_GUESTDBG_SINGLESTEP;
         assert_eq!(Host::set_guest_debug(&mut v, &dbg), Ok(()));
         assert_eq!(v.guest_debug, 0);
+        Ok(())
     }
 }

@@ -55,3 +55,42 @@ pub(crate) fn parange_bits(mmfr0: u64) -> Option<u32> {
         _ => None,
     }
 }
+
+/// Reads a system register that is readable at EL2 and has no side effects.
+macro_rules! read_sysreg {
+    ($(#[$m:meta])* $name:ident, $reg:literal) => {
+        $(#[$m])*
+        pub(crate) fn $name() -> u64 {
+            let value: u64;
+            // SAFETY: The register is readable at EL1 and EL2, where the
+            // kernel runs (`probe()` checked EL2), and reading it has no
+            // side effects.
+            unsafe {
+                core::arch::asm!(concat!("mrs {0}, ", $reg), out(reg) value, options(nomem, nostack, preserves_flags));
+            }
+            value
+        }
+    };
+}
+
+read_sysreg!(
+    /// `MIDR_EL1` of the current CPU.
+    midr_el1, "midr_el1"
+);
+read_sysreg!(
+    /// `REVIDR_EL1` of the current CPU.
+    revidr_el1, "revidr_el1"
+);
+read_sysreg!(
+    /// `AIDR_EL1` of the current CPU.
+    aidr_el1, "aidr_el1"
+);
+read_sysreg!(
+    /// `ACTLR_EL1` as read at EL2, as upstream's `reset_actlr()` does.
+    actlr_el1, "actlr_el1"
+);
+read_sysreg!(
+    /// `AMAIR_EL1` as read at EL2 (with `HCR_EL2.E2H` this is `AMAIR_EL2`),
+    /// as upstream's `reset_amair_el1()` does.
+    amair_el1, "amair_el1"
+);

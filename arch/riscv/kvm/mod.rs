@@ -11,10 +11,17 @@ use crate::kvm::{
         Arch,
         SetIrq,
         VmCapChange,
-        VmFacts, //
+        VmFacts,
+        VmInUse, //
     },
     device_fd::VmDeviceOps,
     memslot::MemslotLimits,
+    one_reg::{
+        reg_size,
+        RegEmit,
+        RegsOp,
+        KVM_REG_SIZE_U64, //
+    },
     stats::{
         StatsSchema,
         RISCV_VCPU_SCHEMA, //
@@ -72,6 +79,11 @@ fn online_cpus() -> u32 {
 const CONFIG_SATP_MODE: u64 = (core::mem::offset_of!(uapi::kvm_riscv_config, satp_mode)
     / core::mem::size_of::<u64>()) as u64;
 
+/// The id of `satp_mode` (`KVM_REG_RISCV | KVM_REG_SIZE_U64 |
+/// KVM_REG_RISCV_CONFIG | KVM_REG_RISCV_CONFIG_REG(satp_mode)`).
+const REG_SATP_MODE: u64 =
+    (uapi::KVM_REG_RISCV as u64) | KVM_REG_SIZE_U64 | uapi::KVM_REG_RISCV_CONFIG as u64 | CONFIG_SATP_MODE;
+
 /// Checks a `KVM_REG_RISCV_CONFIG` register id for `satp_mode` the way
 /// `kvm_riscv_vcpu_{get,set}_reg_config()` do: `ENOENT` for another type or
 /// register, `EINVAL` for a size other than `unsigned long`.
@@ -81,7 +93,7 @@ fn check_satp_mode_reg(id: u64) -> Result<(), Errno> {
         // Core, CSR, timer, FP, vector, ISA/SBI extension registers: none yet.
         return Err(Errno::ENOENT);
     }
-    if crate::kvm::uapi::reg_size(id) != core::mem::size_of::<u64>() {
+    if reg_size(id) != core::mem::size_of::<u64>() {
         return Err(Errno::EINVAL);
     }
     let num = id & !((uapi::KVM_REG_ARCH_MASK as u64) | uapi::KVM_REG_SIZE_MASK
@@ -115,6 +127,7 @@ impl Arch for Host {
     const VCPU_STATS: &'static StatsSchema = &RISCV_VCPU_SCHEMA;
     const SLOT_NEEDS_WRITABLE_VMA: bool = true;
     type Vcpu = Vcpu;
+    type Vm = ();
 
     fn probe() -> Result {
         if !csr::has_h_extension() {
@@ -138,6 +151,10 @@ impl Arch for Host {
             levels,
             vm_limits::riscv_gpa_bits(levels)
         );
+        Ok(())
+    }
+
+    fn vm_create() -> Result<(), Errno> {
         Ok(())
     }
 
@@ -182,10 +199,17 @@ impl Arch for Host {
         }
     }
 
-    fn vm_enable_cap(c: u32, flags: u32, args: &[u64; 4], busy: bool) -> Result<VmCapChange, Errno> {
+    fn vm_enable_cap(
+        c: u32,
+        flags: u32,
+        args: &[u64; 4],
+        in_use: VmInUse,
+        _vm: &mut (),
+    ) -> Result<VmCapChange, Errno> {
         if i64::from(c) != cap::VM_GPA_BITS {
             return Err(Errno::EINVAL);
         }
+        let busy = in_use.vcpus || in_use.memslots;
         let levels = vm_limits::riscv_enable_gpa_bits(flags, args[0], Self::max_pgd_levels(), busy)?;
         Ok(VmCapChange::GpaBits(vm_limits::riscv_gpa_bits(levels)))
     }
@@ -194,30 +218,52 @@ impl Arch for Host {
         Err(Errno::EINVAL)
     }
 
-    fn vcpu_create(_id: u32, idx: usize) -> Result<Vcpu, Errno> {
+    fn vcpu_create(_id: u32, idx: usize, _vm: &mut ()) -> Result<Vcpu, Errno> {
         // kvm_arch_vcpu_postcreate(): only the first vCPU starts powered on.
         let mp_state = if idx == 0 { uapi::KVM_MP_STATE_RUNNABLE } else { uapi::KVM_MP_STATE_STOPPED };
         Ok(Vcpu { mp_state, guest_debug: 0 })
     }
 
-    fn vcpu_ioctl(_vcpu: &mut Vcpu, _cmd: u32, _arg: usize) -> Result<isize, Errno> {
+    fn vcpu_ioctl(_vcpu: &mut Vcpu, _vm: &mut (), _cmd: u32, _arg: usize) -> Result<isize, Errno> {
         Err(Errno::EINVAL)
     }
 
-    fn get_one_reg(_vcpu: &mut Vcpu, id: u64) -> Result<u64, Errno> {
-        check_satp_mode_reg(id)?;
-        Ok(host_satp_mode())
+    fn regs_check(_vcpu: &Vcpu, _op: RegsOp) -> Result<(), Errno> {
+        Ok(())
     }
 
-    fn set_one_reg(_vcpu: &mut Vcpu, id: u64, value: impl FnOnce() -> Result<u64, Errno>) -> Result<(), Errno> {
+    fn get_one_reg(
+        _vcpu: &mut Vcpu,
+        _vm: &mut (),
+        id: u64,
+        write: impl FnOnce(&[u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
         check_satp_mode_reg(id)?;
-        if value()? != host_satp_mode() {
+        write(&host_satp_mode().to_ne_bytes())
+    }
+
+    fn set_one_reg(
+        _vcpu: &mut Vcpu,
+        _vm: &mut (),
+        id: u64,
+        read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        check_satp_mode_reg(id)?;
+        let mut bytes = [0u8; 8];
+        read(&mut bytes)?;
+        if u64::from_ne_bytes(bytes) != host_satp_mode() {
             return Err(Errno::EINVAL);
         }
         Ok(())
     }
 
-    fn vcpu_run_check(_vcpu: &mut Vcpu) -> Result<(), Errno> {
+    fn for_each_reg(_vcpu: &Vcpu, _vm: &(), emit: RegEmit<'_>) -> Result<(), Errno> {
+        // The other config, core, CSR, timer, FP, vector, ISA and SBI
+        // registers come with the riscv64 register work.
+        emit(REG_SATP_MODE)
+    }
+
+    fn vcpu_run_check(_vcpu: &mut Vcpu, _vm: &mut ()) -> Result<(), Errno> {
         Ok(())
     }
 
@@ -317,27 +363,47 @@ mod tests {
         assert_eq!(Host::vm_gpa_bits(0), Ok(vm_limits::riscv_gpa_bits(levels)));
     }
 
+    /// `KVM_GET_ONE_REG` of `id` into a local buffer: the bytes written.
+    fn get(v: &mut Vcpu, id: u64) -> Result<KVec<u8>, Errno> {
+        let mut out = KVec::new();
+        Host::get_one_reg(v, &mut (), id, |b| out.extend_from_slice(b, GFP_KERNEL).map_err(|_| Errno::ENOMEM))?;
+        Ok(out)
+    }
+
+    /// `KVM_SET_ONE_REG` of `id` from `value`'s bytes.
+    fn set(v: &mut Vcpu, id: u64, value: u64) -> Result<(), Errno> {
+        let bytes = value.to_ne_bytes();
+        Host::set_one_reg(v, &mut (), id, |dst| {
+            dst.copy_from_slice(bytes.get(..dst.len()).ok_or(Errno::EFAULT)?);
+            Ok(())
+        })
+    }
+
     #[test]
     fn satp_mode_is_the_only_one_reg() -> Result {
         let size64 = uapi::KVM_REG_SIZE_U64;
-        let satp = (uapi::KVM_REG_RISCV as u64) | size64 | u64::from(uapi::KVM_REG_RISCV_CONFIG) | CONFIG_SATP_MODE;
+        let satp = REG_SATP_MODE;
         assert_eq!(CONFIG_SATP_MODE, 6);
-        let mut v = Host::vcpu_create(0, 0).map_err(|_| EINVAL)?;
-        assert_eq!(Host::get_one_reg(&mut v, satp), Ok(host_satp_mode()));
-        assert_eq!(Host::set_one_reg(&mut v, satp, || Ok(host_satp_mode())), Ok(()));
-        assert_eq!(Host::set_one_reg(&mut v, satp, || Ok(0)), Err(Errno::EINVAL));
+        let mut v = Host::vcpu_create(0, 0, &mut ()).map_err(|_| EINVAL)?;
+        assert_eq!(get(&mut v, satp).as_deref(), Ok(&host_satp_mode().to_ne_bytes()[..]));
+        assert_eq!(set(&mut v, satp, host_satp_mode()), Ok(()));
+        assert_eq!(set(&mut v, satp, 0), Err(Errno::EINVAL));
         let satp32 = satp & !uapi::KVM_REG_SIZE_MASK | uapi::KVM_REG_SIZE_U32;
-        assert_eq!(Host::get_one_reg(&mut v, satp32), Err(Errno::EINVAL));
+        assert_eq!(get(&mut v, satp32), Err(Errno::EINVAL));
         // isa (config 0) and a core register: not yet.
-        assert_eq!(Host::get_one_reg(&mut v, satp & !0xff), Err(Errno::ENOENT));
-        assert_eq!(Host::get_one_reg(&mut v, (uapi::KVM_REG_RISCV as u64) | size64 | (2 << 24)), Err(Errno::ENOENT));
+        assert_eq!(get(&mut v, satp & !0xff), Err(Errno::ENOENT));
+        assert_eq!(get(&mut v, (uapi::KVM_REG_RISCV as u64) | size64 | (2 << 24)), Err(Errno::ENOENT));
+        let mut ids = KVec::new();
+        Host::for_each_reg(&v, &(), &mut |id| ids.push(id, GFP_KERNEL).map_err(|_| Errno::ENOMEM))
+            .map_err(|_| EINVAL)?;
+        assert_eq!(&ids[..], &[satp]);
         Ok(())
     }
 
     #[test]
     fn mp_state_runnable_or_stopped() -> Result {
-        let mut v0 = Host::vcpu_create(5, 0).map_err(|_| EINVAL)?;
-        let mut v1 = Host::vcpu_create(0, 1).map_err(|_| EINVAL)?;
+        let mut v0 = Host::vcpu_create(5, 0, &mut ()).map_err(|_| EINVAL)?;
+        let mut v1 = Host::vcpu_create(0, 1, &mut ()).map_err(|_| EINVAL)?;
         assert_eq!(Host::get_mp_state(&v0), uapi::KVM_MP_STATE_RUNNABLE);
         assert_eq!(Host::get_mp_state(&v1), uapi::KVM_MP_STATE_STOPPED);
         assert_eq!(Host::set_mp_state(&mut v1, uapi::KVM_MP_STATE_RUNNABLE), Ok(()));
@@ -353,7 +419,7 @@ mod tests {
 
     #[test]
     fn guest_debug_kept_only_when_enabled() -> Result {
-        let mut v = Host::vcpu_create(0, 0).map_err(|_| EINVAL)?;
+        let mut v = Host::vcpu_create(0, 0, &mut ()).map_err(|_| EINVAL)?;
         let mut dbg = GuestDebug(uapi::kvm_guest_debug::default());
         dbg.0.control = uapi::KVM_GUESTDBG_ENABLE | uapi::KVM_GUESTDBG_SINGLESTEP | (1 << 30);
         assert_eq!(Host::set_guest_debug(&mut v, &dbg), Ok(()));

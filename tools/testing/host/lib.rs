@@ -41,3 +41,21 @@ pub mod irqfd;
 
 #[path = "../../../virt/kvm/device.rs"]
 pub mod device;
+
+#[path = "../../../virt/kvm/one_reg.rs"]
+pub mod one_reg;
+
+/// The arm64 backend's pure files (the module's path is their directory),
+/// with the generic modules they use (`super::abi`, `super::one_reg`) where
+/// the kernel crate has them too.
+#[path = "../../../arch/arm64/kvm"]
+pub mod arm64 {
+    pub use crate::abi;
+    pub use crate::one_reg;
+
+    pub mod ftr_tables;
+    pub mod idregs;
+    pub mod regs;
+    pub mod state;
+    pub mod sysregs;
+}

@@ -117,6 +117,9 @@ static const struct { const char *name; long cap; } caps[] = {
 #endif
 #ifdef __aarch64__
 	{ "ARM_VM_IPA_SIZE", KVM_CAP_ARM_VM_IPA_SIZE },
+	{ "ONE_REG", KVM_CAP_ONE_REG },
+	{ "ARM_SUPPORTED_REG_MASK_RANGES", KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES },
+	{ "ARM_WRITABLE_IMP_ID_REGS", KVM_CAP_ARM_WRITABLE_IMP_ID_REGS },
 #endif
 };
 
@@ -563,6 +566,567 @@ static void run_with_pending_signal(int vcpu, long mmap_size)
 	munmap(run, mmap_size);
 }
 
+#ifdef __aarch64__
+/* arm64 register ids. */
+#define CORE(off, size) (KVM_REG_ARM64 | (size) | KVM_REG_ARM_CORE | (off))
+#define CORE_OFF(field) (offsetof(struct kvm_regs, field) / sizeof(uint32_t))
+#define SYSREG(op0, op1, crn, crm, op2) ARM64_SYS_REG(op0, op1, crn, crm, op2)
+
+static const char *feature_names[] = {
+	"POWER_OFF", "EL1_32BIT", "PSCI_0_2", "PMU_V3", "SVE", "PTRAUTH_ADDRESS",
+	"PTRAUTH_GENERIC", "HAS_EL2", "HAS_EL2_E2H0", "PMU_V3_STRICT",
+};
+
+static int one_reg(int vcpu, unsigned long req, uint64_t id, void *addr)
+{
+	struct kvm_one_reg reg = { .id = id, .addr = (uint64_t)(uintptr_t)addr };
+
+	return ioctl(vcpu, req, &reg);
+}
+
+#define GET(what, vcpu, id, addr) step(what, one_reg(vcpu, KVM_GET_ONE_REG, id, addr), 0)
+#define SET(what, vcpu, id, addr) step(what, one_reg(vcpu, KVM_SET_ONE_REG, id, addr), 0)
+
+/* Gets a 64-bit register and prints its value under "<what> value". */
+static void get64(const char *what, int vcpu, uint64_t id)
+{
+	uint64_t v = 0xdeadbeef;
+
+	if (GET(what, vcpu, id, &v) == 0)
+		printf("%s value: %#llx\n", what, (unsigned long long)v);
+}
+
+/* Whether a register's value depends on time (the counters). */
+static int varies(uint64_t id)
+{
+	return id == SYSREG(3, 3, 14, 0, 1) || id == KVM_REG_ARM_TIMER_CNT;
+}
+
+/*
+ * KVM_GET_REG_LIST, then every listed register: its value, and a write of
+ * the same value back (as the upstream get-reg-list selftest does).
+ */
+static void reg_list_all(const char *where, int vcpu, int values)
+{
+	struct kvm_reg_list small = { .n = 0 }, *list;
+	char what[160];
+	uint64_t i, n;
+
+	snprintf(what, sizeof(what), "%s GET_REG_LIST(n 0)", where);
+	IOCTL(what, vcpu, KVM_GET_REG_LIST, &small);
+	printf("%s reg list n: %llu\n", where, (unsigned long long)small.n);
+	snprintf(what, sizeof(what), "%s GET_REG_LIST(bad pointer)", where);
+	IOCTL(what, vcpu, KVM_GET_REG_LIST, (void *)8);
+	n = small.n;
+	if (n > 4096)
+		return;
+	list = calloc(1, sizeof(*list) + (n + 2) * sizeof(uint64_t));
+	if (!list)
+		return;
+	list->n = n - 1;
+	snprintf(what, sizeof(what), "%s GET_REG_LIST(n - 1)", where);
+	IOCTL(what, vcpu, KVM_GET_REG_LIST, list);
+	printf("%s reg list n after n - 1: %llu, reg[0] %#llx\n", where,
+	       (unsigned long long)list->n, (unsigned long long)list->reg[0]);
+	list->n = n + 2;
+	snprintf(what, sizeof(what), "%s GET_REG_LIST(n + 2)", where);
+	IOCTL(what, vcpu, KVM_GET_REG_LIST, list);
+	printf("%s reg list n after n + 2: %llu\n", where, (unsigned long long)list->n);
+	for (i = 0; i < n; i++) {
+		uint64_t id = list->reg[i], v[32];
+		size_t size = 1ULL << ((id & KVM_REG_SIZE_MASK) >> KVM_REG_SIZE_SHIFT);
+
+		printf("%s reg[%llu]: %#llx\n", where, (unsigned long long)i, (unsigned long long)id);
+		if (size > sizeof(v) || !values)
+			continue;
+		memset(v, 0, sizeof(v));
+		snprintf(what, sizeof(what), "%s GET %#llx", where, (unsigned long long)id);
+		if (GET(what, vcpu, id, v) != 0)
+			continue;
+		if (varies(id))
+			printf("%s value: (a counter)\n", what);
+		else if (size == 16)
+			printf("%s value: %#llx %#llx\n", what, (unsigned long long)v[0],
+			       (unsigned long long)v[1]);
+		else
+			printf("%s value: %#llx\n", what, (unsigned long long)v[0]);
+		snprintf(what, sizeof(what), "%s SET same %#llx", where, (unsigned long long)id);
+		SET(what, vcpu, id, v);
+	}
+	free(list);
+}
+
+/* KVM_REG_ARM_CORE: offsets, sizes, PSTATE modes and round trips. */
+static void core_regs(int vcpu)
+{
+	uint64_t v[4], nr = sizeof(struct kvm_regs) / sizeof(uint32_t);
+	static const struct { const char *name; uint64_t mode; } modes[] = {
+		{ "EL0t", 0x0 }, { "EL1t", 0x4 }, { "EL1h", 0x5 }, { "EL2t", 0x8 },
+		{ "EL2h", 0x9 }, { "EL3h", 0xd }, { "mode 0x3", 0x3 },
+		{ "AArch32 USR", 0x10 }, { "AArch32 FIQ", 0x11 }, { "AArch32 SVC", 0x13 },
+		{ "AArch32 SYS", 0x1f }, { "AArch32 0x1a", 0x1a }, { "AArch32 0x15", 0x15 },
+	};
+	char what[128];
+	unsigned int i;
+
+	printf("kvm_regs words: %llu\n", (unsigned long long)nr);
+	get64("GET core pstate after init", vcpu, CORE(CORE_OFF(regs.pstate), KVM_REG_SIZE_U64));
+	get64("GET core pc after init", vcpu, CORE(CORE_OFF(regs.pc), KVM_REG_SIZE_U64));
+	get64("GET core x0 U32", vcpu, CORE(CORE_OFF(regs.regs[0]), KVM_REG_SIZE_U32));
+	get64("GET core x0 U128", vcpu, CORE(CORE_OFF(regs.regs[0]), KVM_REG_SIZE_U128));
+	get64("GET core x0 U2048", vcpu, CORE(CORE_OFF(regs.regs[0]), KVM_REG_SIZE_U2048));
+	get64("GET core odd offset 1", vcpu, CORE(1, KVM_REG_SIZE_U64));
+	get64("GET core odd offset 1 U32", vcpu, CORE(1, KVM_REG_SIZE_U32));
+	get64("GET core last word", vcpu, CORE(nr - 1, KVM_REG_SIZE_U32));
+	get64("GET core last word - 1 U64", vcpu, CORE(nr - 2, KVM_REG_SIZE_U64));
+	get64("GET core past the end", vcpu, CORE(nr, KVM_REG_SIZE_U64));
+	get64("GET core offset 0xffff", vcpu, CORE(0xffff, KVM_REG_SIZE_U64));
+	get64("GET core padding before fp_regs", vcpu, CORE(CORE_OFF(fp_regs) - 2, KVM_REG_SIZE_U64));
+	get64("GET core vregs[0] U64", vcpu, CORE(CORE_OFF(fp_regs.vregs[0]), KVM_REG_SIZE_U64));
+	get64("GET core vregs[0] + 2 U64", vcpu, CORE(CORE_OFF(fp_regs.vregs[0]) + 2, KVM_REG_SIZE_U64));
+	get64("GET core fpsr U64", vcpu, CORE(CORE_OFF(fp_regs.fpsr), KVM_REG_SIZE_U64));
+	get64("GET core fpcr U32", vcpu, CORE(CORE_OFF(fp_regs.fpcr), KVM_REG_SIZE_U32));
+	get64("GET core spsr[4]", vcpu, CORE(CORE_OFF(spsr[4]), KVM_REG_SIZE_U64));
+	get64("GET core sp_el1", vcpu, CORE(CORE_OFF(sp_el1), KVM_REG_SIZE_U64));
+	get64("GET core stray bit 28", vcpu, CORE(CORE_OFF(regs.pc), KVM_REG_SIZE_U64) | (1ULL << 28));
+	get64("GET core stray bit 32", vcpu, CORE(CORE_OFF(regs.pc), KVM_REG_SIZE_U64) | (1ULL << 32));
+	GET("GET core x0 bad buffer", vcpu, CORE(0, KVM_REG_SIZE_U64), (void *)8);
+	SET("SET core x0 bad buffer", vcpu, CORE(0, KVM_REG_SIZE_U64), (void *)8);
+	SET("SET core past the end bad buffer", vcpu, CORE(nr, KVM_REG_SIZE_U64), (void *)8);
+	SET("SET core x0 U32 bad buffer", vcpu, CORE(0, KVM_REG_SIZE_U32), (void *)8);
+	SET("SET core x0 U2048", vcpu, CORE(0, KVM_REG_SIZE_U2048), v);
+
+	v[0] = 0x1122334455667788ULL;
+	SET("SET core x5", vcpu, CORE(CORE_OFF(regs.regs[5]), KVM_REG_SIZE_U64), v);
+	get64("GET core x5", vcpu, CORE(CORE_OFF(regs.regs[5]), KVM_REG_SIZE_U64));
+	v[0] = 0xfffffffffffffff0ULL;
+	SET("SET core pc", vcpu, CORE(CORE_OFF(regs.pc), KVM_REG_SIZE_U64), v);
+	v[0] = 0x0123456789abcdefULL;
+	v[1] = 0xfedcba9876543210ULL;
+	SET("SET core vregs[3]", vcpu, CORE(CORE_OFF(fp_regs.vregs[3]), KVM_REG_SIZE_U128), v);
+	v[0] = v[1] = 0;
+	if (GET("GET core vregs[3]", vcpu, CORE(CORE_OFF(fp_regs.vregs[3]), KVM_REG_SIZE_U128), v) == 0)
+		printf("GET core vregs[3] value: %#llx %#llx\n", (unsigned long long)v[0],
+		       (unsigned long long)v[1]);
+	v[0] = 0xffffffffffffffffULL;
+	SET("SET core fpsr", vcpu, CORE(CORE_OFF(fp_regs.fpsr), KVM_REG_SIZE_U32), v);
+	get64("GET core fpsr", vcpu, CORE(CORE_OFF(fp_regs.fpsr), KVM_REG_SIZE_U32));
+	v[0] = 0xaaaa;
+	SET("SET core spsr[2]", vcpu, CORE(CORE_OFF(spsr[2]), KVM_REG_SIZE_U64), v);
+	SET("SET core sp_el1", vcpu, CORE(CORE_OFF(sp_el1), KVM_REG_SIZE_U64), v);
+	SET("SET core elr_el1", vcpu, CORE(CORE_OFF(elr_el1), KVM_REG_SIZE_U64), v);
+	SET("SET core spsr[0]", vcpu, CORE(CORE_OFF(spsr[0]), KVM_REG_SIZE_U64), v);
+	get64("GET sysreg SP_EL1 (not a sysreg id)", vcpu, SYSREG(3, 4, 4, 1, 0));
+	get64("GET sysreg SPSR_EL1 (no storage)", vcpu, SYSREG(3, 0, 4, 0, 0));
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		snprintf(what, sizeof(what), "SET core pstate %s", modes[i].name);
+		v[0] = modes[i].mode | 0x3c0;
+		SET(what, vcpu, CORE(CORE_OFF(regs.pstate), KVM_REG_SIZE_U64), v);
+		snprintf(what, sizeof(what), "GET core pstate after %s", modes[i].name);
+		get64(what, vcpu, CORE(CORE_OFF(regs.pstate), KVM_REG_SIZE_U64));
+	}
+	/* AArch32 USR narrows x0-x14 and pc. */
+	get64("GET core x5 after AArch32", vcpu, CORE(CORE_OFF(regs.regs[5]), KVM_REG_SIZE_U64));
+	get64("GET core pc after AArch32", vcpu, CORE(CORE_OFF(regs.pc), KVM_REG_SIZE_U64));
+	v[0] = 0x1122334455667788ULL;
+	SET("SET core x20 in AArch32", vcpu, CORE(CORE_OFF(regs.regs[20]), KVM_REG_SIZE_U64), v);
+	get64("GET core x20 in AArch32", vcpu, CORE(CORE_OFF(regs.regs[20]), KVM_REG_SIZE_U64));
+	SET("SET core x3 in AArch32", vcpu, CORE(CORE_OFF(regs.regs[3]), KVM_REG_SIZE_U64), v);
+	get64("GET core x3 in AArch32", vcpu, CORE(CORE_OFF(regs.regs[3]), KVM_REG_SIZE_U64));
+	v[0] = 0x3c5;
+	SET("SET core pstate EL1h again", vcpu, CORE(CORE_OFF(regs.pstate), KVM_REG_SIZE_U64), v);
+}
+
+/* System, firmware and demux registers: sizes, ids, write rules. */
+static void other_regs(const char *p, int vcpu)
+{
+	uint64_t v, saved;
+	char what[160], name[160];
+	unsigned int i;
+
+#define P(s) (snprintf(name, sizeof(name), "%s %s", p, s), name)
+
+	get64(P("GET sysreg U32 (SCTLR_EL1)"), vcpu, (SYSREG(3, 0, 1, 0, 0) & ~KVM_REG_SIZE_MASK) | KVM_REG_SIZE_U32);
+	get64(P("GET sysreg stray bit 20"), vcpu, SYSREG(3, 0, 1, 0, 0) | (1ULL << 20));
+	get64(P("GET sysreg unallocated ID (3,0,0,3,3)"), vcpu, SYSREG(3, 0, 0, 3, 3));
+	get64(P("GET sysreg op0 0"), vcpu, SYSREG(0, 0, 1, 0, 0));
+	get64(P("GET sysreg ZCR_EL1 (no SVE)"), vcpu, SYSREG(3, 0, 1, 2, 0));
+	get64(P("GET sysreg APIAKEYLO_EL1 (no ptrauth)"), vcpu, SYSREG(3, 0, 2, 1, 0));
+	get64(P("GET sysreg PMCR_EL0 (no PMU)"), vcpu, SYSREG(3, 3, 9, 12, 0));
+	get64(P("GET sysreg HCR_EL2 (no EL2)"), vcpu, SYSREG(3, 4, 1, 1, 0));
+	get64(P("GET sysreg MDRAR_EL1 (trap only)"), vcpu, SYSREG(2, 0, 1, 0, 0));
+	get64(P("GET sysreg CCSIDR_EL1 (trap only)"), vcpu, SYSREG(3, 1, 0, 0, 0));
+	get64(P("GET sysreg CNTV_TVAL_EL0 (trap only)"), vcpu, SYSREG(3, 3, 14, 3, 0));
+	SET(P("SET sysreg unknown bad buffer"), vcpu, SYSREG(3, 7, 15, 15, 7), (void *)8);
+	SET(P("SET not-arm64 bad buffer"), vcpu, 0x1234, (void *)8);
+	v = 0x12345678;
+	SET(P("SET sysreg TPIDR_EL1"), vcpu, SYSREG(3, 0, 13, 0, 4), &v);
+	get64(P("GET sysreg TPIDR_EL1"), vcpu, SYSREG(3, 0, 13, 0, 4));
+	v = 0xf0f0;
+	SET(P("SET sysreg CNTV_CTL_EL0 with ISTATUS"), vcpu, KVM_REG_ARM_TIMER_CTL, &v);
+	get64(P("GET sysreg CNTV_CTL_EL0"), vcpu, KVM_REG_ARM_TIMER_CTL);
+	v = 0x5555;
+	SET(P("SET sysreg CNTV_CVAL_EL0"), vcpu, KVM_REG_ARM_TIMER_CVAL, &v);
+	get64(P("GET sysreg CNTV_CVAL_EL0"), vcpu, KVM_REG_ARM_TIMER_CVAL);
+	/* That encoding is CNTVCT_EL0's id: a counter. */
+	v = 0;
+	GET(P("GET sysreg CNTV_CVAL_EL0 by its encoding (CNTVCT)"), vcpu, SYSREG(3, 3, 14, 3, 2), &v);
+	printf("%s CNTVCT_EL0 nonzero: %d\n", p, v != 0);
+	v = 1000;
+	SET(P("SET sysreg CNTVCT_EL0"), vcpu, KVM_REG_ARM_TIMER_CNT, &v);
+	if (one_reg(vcpu, KVM_GET_ONE_REG, KVM_REG_ARM_TIMER_CNT, &v) == 0)
+		printf("%s CNTVCT_EL0 after SET(1000) within 1000..1000+2^32: %d\n", p,
+		       v >= 1000 && v < 1000 + (1ULL << 32));
+	v = 0x3;
+	SET(P("SET sysreg OSLSR_EL1 OSLK"), vcpu, SYSREG(2, 0, 1, 1, 4), &v);
+	get64(P("GET sysreg OSLSR_EL1"), vcpu, SYSREG(2, 0, 1, 1, 4));
+	v = 0xa;
+	SET(P("SET sysreg OSLSR_EL1 other bits"), vcpu, SYSREG(2, 0, 1, 1, 4), &v);
+	v = 0x1234;
+	SET(P("SET sysreg DBGBVR5_EL1"), vcpu, SYSREG(2, 0, 0, 5, 4), &v);
+	get64(P("GET sysreg DBGBVR5_EL1"), vcpu, SYSREG(2, 0, 0, 5, 4));
+	get64(P("GET sysreg MPIDR_EL1"), vcpu, SYSREG(3, 0, 0, 0, 5));
+	v = 0x80000203;
+	SET(P("SET sysreg MPIDR_EL1"), vcpu, SYSREG(3, 0, 0, 0, 5), &v);
+	get64(P("GET sysreg MPIDR_EL1 after SET"), vcpu, SYSREG(3, 0, 0, 0, 5));
+	if (one_reg(vcpu, KVM_GET_ONE_REG, SYSREG(3, 0, 0, 0, 0), &saved) == 0) {
+		v = saved ^ 1;
+		SET(P("SET sysreg MIDR_EL1 other"), vcpu, SYSREG(3, 0, 0, 0, 0), &v);
+		SET(P("SET sysreg MIDR_EL1 same"), vcpu, SYSREG(3, 0, 0, 0, 0), &saved);
+	}
+	/* ID registers: a lower feature is fine, a higher one is not. */
+	if (one_reg(vcpu, KVM_GET_ONE_REG, SYSREG(3, 0, 0, 6, 0), &saved) == 0) {
+		v = saved | (0xfULL << 60);
+		SET(P("SET ID_AA64ISAR0_EL1 RNDR 0xf"), vcpu, SYSREG(3, 0, 0, 6, 0), &v);
+		v = saved & ~(0xfULL << 4);
+		SET(P("SET ID_AA64ISAR0_EL1 AES 0"), vcpu, SYSREG(3, 0, 0, 6, 0), &v);
+		get64(P("GET ID_AA64ISAR0_EL1 after"), vcpu, SYSREG(3, 0, 0, 6, 0));
+		SET(P("SET ID_AA64ISAR0_EL1 back"), vcpu, SYSREG(3, 0, 0, 6, 0), &saved);
+		v = saved | 0xf;
+		SET(P("SET ID_AA64ISAR0_EL1 RES0 bits"), vcpu, SYSREG(3, 0, 0, 6, 0), &v);
+	}
+	if (one_reg(vcpu, KVM_GET_ONE_REG, SYSREG(3, 0, 0, 4, 0), &saved) == 0) {
+		v = saved & ~(0xfULL << 0);
+		SET(P("SET ID_AA64PFR0_EL1 EL0 0"), vcpu, SYSREG(3, 0, 0, 4, 0), &v);
+		v = saved | (0xfULL << 32);
+		SET(P("SET ID_AA64PFR0_EL1 SVE 0xf"), vcpu, SYSREG(3, 0, 0, 4, 0), &v);
+		v = (saved & ~(0xfULL << 16)) | (0xfULL << 16);
+		SET(P("SET ID_AA64PFR0_EL1 FP NI"), vcpu, SYSREG(3, 0, 0, 4, 0), &v);
+		get64(P("GET ID_AA64PFR0_EL1 after FP NI"), vcpu, SYSREG(3, 0, 0, 4, 0));
+		SET(P("SET ID_AA64PFR0_EL1 back"), vcpu, SYSREG(3, 0, 0, 4, 0), &saved);
+	}
+	if (one_reg(vcpu, KVM_GET_ONE_REG, SYSREG(3, 0, 0, 5, 0), &saved) == 0) {
+		v = saved & ~0xfULL;
+		SET(P("SET ID_AA64DFR0_EL1 DebugVer 0"), vcpu, SYSREG(3, 0, 0, 5, 0), &v);
+		v = (saved & ~(0xfULL << 8)) | (0x1ULL << 8);
+		SET(P("SET ID_AA64DFR0_EL1 PMUVer 1"), vcpu, SYSREG(3, 0, 0, 5, 0), &v);
+		v = (saved & ~(0xfULL << 8)) | (0xfULL << 8);
+		SET(P("SET ID_AA64DFR0_EL1 PMUVer IMPDEF"), vcpu, SYSREG(3, 0, 0, 5, 0), &v);
+		get64(P("GET ID_AA64DFR0_EL1 after PMUVer IMPDEF"), vcpu, SYSREG(3, 0, 0, 5, 0));
+	}
+	v = 1;
+	SET(P("SET ID_AA64AFR0_EL1 (RAZ) 1"), vcpu, SYSREG(3, 0, 0, 5, 4), &v);
+	SET(P("SET unallocated ID (3,0,0,6,7) 1"), vcpu, SYSREG(3, 0, 0, 6, 7), &v);
+	v = 0;
+	SET(P("SET unallocated ID (3,0,0,6,7) 0"), vcpu, SYSREG(3, 0, 0, 6, 7), &v);
+	if (one_reg(vcpu, KVM_GET_ONE_REG, SYSREG(3, 3, 0, 0, 1), &saved) == 0) {
+		v = saved & ~(0x3ULL << 14);
+		SET(P("SET CTR_EL0 L1Ip VPIPT"), vcpu, SYSREG(3, 3, 0, 0, 1), &v);
+		v = (saved & ~(0x3ULL << 14)) | (0x2ULL << 14);
+		SET(P("SET CTR_EL0 L1Ip VIPT"), vcpu, SYSREG(3, 3, 0, 0, 1), &v);
+		get64(P("GET CTR_EL0 after VIPT"), vcpu, SYSREG(3, 3, 0, 0, 1));
+		SET(P("SET CTR_EL0 back"), vcpu, SYSREG(3, 3, 0, 0, 1), &saved);
+	}
+	if (one_reg(vcpu, KVM_GET_ONE_REG, SYSREG(3, 1, 0, 0, 1), &saved) == 0) {
+		v = saved | (1ULL << 63);
+		SET(P("SET CLIDR_EL1 RES0 bit"), vcpu, SYSREG(3, 1, 0, 0, 1), &v);
+		v = 0;
+		SET(P("SET CLIDR_EL1 0"), vcpu, SYSREG(3, 1, 0, 0, 1), &v);
+		SET(P("SET CLIDR_EL1 back"), vcpu, SYSREG(3, 1, 0, 0, 1), &saved);
+	}
+
+	/* Firmware pseudo-registers. */
+	get64(P("GET FW PSCI_VERSION"), vcpu, KVM_REG_ARM_PSCI_VERSION);
+	get64(P("GET FW PSCI_VERSION U32"), vcpu, (KVM_REG_ARM_PSCI_VERSION & ~KVM_REG_SIZE_MASK) | KVM_REG_SIZE_U32);
+	SET(P("SET FW PSCI_VERSION U32 bad buffer"), vcpu, (KVM_REG_ARM_PSCI_VERSION & ~KVM_REG_SIZE_MASK) | KVM_REG_SIZE_U32, (void *)8);
+	SET(P("SET FW PSCI_VERSION bad buffer"), vcpu, KVM_REG_ARM_PSCI_VERSION, (void *)8);
+	get64(P("GET FW 4"), vcpu, KVM_REG_ARM_FW_REG(4));
+	SET(P("SET FW 4 bad buffer"), vcpu, KVM_REG_ARM_FW_REG(4), (void *)8);
+	v = 4;
+	SET(P("SET FW 4"), vcpu, KVM_REG_ARM_FW_REG(4), &v);
+	for (i = 0; i <= 4; i++) {
+		static const uint64_t versions[] = { 0, 2, 0x10000, 0x10001, 0x10003 };
+
+		v = versions[i];
+		snprintf(what, sizeof(what), "%s SET FW PSCI_VERSION %#llx", p, (unsigned long long)v);
+		SET(what, vcpu, KVM_REG_ARM_PSCI_VERSION, &v);
+	}
+	v = 0x10004;
+	SET(P("SET FW PSCI_VERSION 1.4"), vcpu, KVM_REG_ARM_PSCI_VERSION, &v);
+	get64(P("GET FW PSCI_VERSION after"), vcpu, KVM_REG_ARM_PSCI_VERSION);
+	for (i = 1; i <= 3; i++) {
+		uint64_t id = KVM_REG_ARM_FW_REG(i), w;
+
+		snprintf(what, sizeof(what), "%s GET FW WORKAROUND_%u", p, i);
+		get64(what, vcpu, id);
+		for (w = 0; w <= 4; w++) {
+			v = w;
+			snprintf(what, sizeof(what), "%s SET FW WORKAROUND_%u %llu", p, i, (unsigned long long)w);
+			SET(what, vcpu, id, &v);
+		}
+		v = 0x12;
+		snprintf(what, sizeof(what), "%s SET FW WORKAROUND_%u 0x12", p, i);
+		SET(what, vcpu, id, &v);
+		v = 0x13;
+		snprintf(what, sizeof(what), "%s SET FW WORKAROUND_%u 0x13", p, i);
+		SET(what, vcpu, id, &v);
+		v = 0x20;
+		snprintf(what, sizeof(what), "%s SET FW WORKAROUND_%u 0x20", p, i);
+		SET(what, vcpu, id, &v);
+	}
+	for (i = 0; i <= 4; i++) {
+		uint64_t id = KVM_REG_ARM_FW_FEAT_BMAP_REG(i);
+
+		snprintf(what, sizeof(what), "%s GET FW_FEAT_BMAP %u", p, i);
+		get64(what, vcpu, id);
+		v = ~0ULL;
+		snprintf(what, sizeof(what), "%s SET FW_FEAT_BMAP %u all", p, i);
+		SET(what, vcpu, id, &v);
+		v = 0;
+		snprintf(what, sizeof(what), "%s SET FW_FEAT_BMAP %u 0", p, i);
+		SET(what, vcpu, id, &v);
+		snprintf(what, sizeof(what), "%s GET FW_FEAT_BMAP %u after 0", p, i);
+		get64(what, vcpu, id);
+	}
+	/* CCSIDR demux. */
+	get64(P("GET DEMUX CCSIDR 0 U64"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_DEMUX);
+	get64(P("GET DEMUX CCSIDR 14"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U32 | KVM_REG_ARM_DEMUX | 14);
+	get64(P("GET DEMUX id 1"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U32 | KVM_REG_ARM_DEMUX | (1 << 8));
+	get64(P("GET DEMUX stray bit 16"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U32 | KVM_REG_ARM_DEMUX | (1ULL << 32));
+	v = 0xffffffff;
+	SET(P("SET DEMUX CCSIDR 0 all ones"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U32 | KVM_REG_ARM_DEMUX, &v);
+	v = 0x7;
+	SET(P("SET DEMUX CCSIDR 0 line size 7"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U32 | KVM_REG_ARM_DEMUX, &v);
+	get64(P("GET DEMUX CCSIDR 0"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U32 | KVM_REG_ARM_DEMUX);
+	v = 0;
+	SET(P("SET DEMUX CCSIDR 0 line size 0"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U32 | KVM_REG_ARM_DEMUX, &v);
+	/* Other coprocessor numbers. */
+	get64(P("GET coproc 0x12"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U64 | (0x12 << 16));
+	get64(P("GET SVE VLS (no SVE)"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U512 | KVM_REG_ARM64_SVE | 0xffff);
+	get64(P("GET SVE Z0 (no SVE)"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U2048 | KVM_REG_ARM64_SVE);
+	get64(P("GET SVE out of range (no SVE)"), vcpu, KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM64_SVE | 0x1000);
+}
+#undef P
+
+/* KVM_ARM_VCPU_INIT: features, each on a new VM (features are VM-wide). */
+static void vcpu_init_features(int kvm)
+{
+	struct kvm_vcpu_init init;
+	char what[128];
+	uint64_t v;
+	unsigned int f;
+	int vm, a, b;
+
+	for (f = 0; f < 12; f++) {
+		vm = ioctl(kvm, KVM_CREATE_VM, 0);
+		a = vm < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 0);
+		if (a < 0)
+			return;
+		memset(&init, 0, sizeof(init));
+		ioctl(vm, KVM_ARM_PREFERRED_TARGET, &init);
+		init.features[0] = 1u << f;
+		snprintf(what, sizeof(what), "VCPU_INIT feature %s", f < 10 ? feature_names[f] : "unknown");
+		if (f >= 10)
+			snprintf(what, sizeof(what), "VCPU_INIT feature %u", f);
+		IOCTL(what, a, KVM_ARM_VCPU_INIT, &init);
+		close(a);
+		close(vm);
+	}
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	a = vm < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 0);
+	b = a < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 1);
+	if (b < 0)
+		return;
+	memset(&init, 0, sizeof(init));
+	init.target = KVM_ARM_TARGET_GENERIC_V8;
+	init.features[0] = (1u << KVM_ARM_VCPU_PTRAUTH_ADDRESS);
+	IOCTL("VCPU_INIT ptrauth address only", a, KVM_ARM_VCPU_INIT, &init);
+	init.features[0] = (1u << KVM_ARM_VCPU_PMU_V3_STRICT);
+	IOCTL("VCPU_INIT PMU_V3_STRICT alone", a, KVM_ARM_VCPU_INIT, &init);
+	init.features[0] = (1u << KVM_ARM_VCPU_EL1_32BIT) | (1u << KVM_ARM_VCPU_HAS_EL2);
+	IOCTL("VCPU_INIT EL1_32BIT + HAS_EL2", a, KVM_ARM_VCPU_INIT, &init);
+	init.features[0] = 1u << 10;
+	init.features[3] = 1;
+	IOCTL("VCPU_INIT feature 10 and features[3]", a, KVM_ARM_VCPU_INIT, &init);
+	init.features[3] = 0;
+	init.features[0] = 1u << KVM_ARM_VCPU_PSCI_0_2;
+	init.target = KVM_ARM_TARGET_CORTEX_A57;
+	IOCTL("VCPU_INIT target A57", a, KVM_ARM_VCPU_INIT, &init);
+	init.target = KVM_ARM_TARGET_GENERIC_V8;
+	IOCTL("VCPU_INIT vcpu a PSCI_0_2", a, KVM_ARM_VCPU_INIT, &init);
+	get64("GET FW PSCI_VERSION with PSCI_0_2", a, KVM_REG_ARM_PSCI_VERSION);
+	v = 0;
+	SET("SET FW PSCI_VERSION 0.1 with PSCI_0_2", a, KVM_REG_ARM_PSCI_VERSION, &v);
+	v = 0x10000;
+	SET("SET FW PSCI_VERSION 1.0 with PSCI_0_2", a, KVM_REG_ARM_PSCI_VERSION, &v);
+	get64("GET FW PSCI_VERSION after 1.0", a, KVM_REG_ARM_PSCI_VERSION);
+	v = 0x4242;
+	SET("SET core x1 before re-init", a, CORE(CORE_OFF(regs.regs[1]), KVM_REG_SIZE_U64), &v);
+	SET("SET core sp_el1 before re-init", a, CORE(CORE_OFF(sp_el1), KVM_REG_SIZE_U64), &v);
+	SET("SET TPIDR_EL0 before re-init", a, SYSREG(3, 3, 13, 0, 2), &v);
+	v = 0x80000007;
+	SET("SET MPIDR_EL1 before re-init", a, SYSREG(3, 0, 0, 0, 5), &v);
+	init.features[0] = 0;
+	IOCTL("VCPU_INIT vcpu a again without PSCI_0_2", a, KVM_ARM_VCPU_INIT, &init);
+	init.features[0] = (1u << KVM_ARM_VCPU_PSCI_0_2) | (1u << KVM_ARM_VCPU_POWER_OFF);
+	IOCTL("VCPU_INIT vcpu a again with POWER_OFF", a, KVM_ARM_VCPU_INIT, &init);
+	get64("GET core x1 after re-init", a, CORE(CORE_OFF(regs.regs[1]), KVM_REG_SIZE_U64));
+	get64("GET core sp_el1 after re-init", a, CORE(CORE_OFF(sp_el1), KVM_REG_SIZE_U64));
+	get64("GET core pstate after re-init", a, CORE(CORE_OFF(regs.pstate), KVM_REG_SIZE_U64));
+	get64("GET TPIDR_EL0 after re-init", a, SYSREG(3, 3, 13, 0, 2));
+	get64("GET MPIDR_EL1 after re-init", a, SYSREG(3, 0, 0, 0, 5));
+	get64("GET FW PSCI_VERSION after re-init", a, KVM_REG_ARM_PSCI_VERSION);
+	get64("GET ID_AA64PFR0_EL1 of vcpu a", a, SYSREG(3, 0, 0, 4, 0));
+	init.features[0] = 0;
+	IOCTL("VCPU_INIT vcpu b without PSCI_0_2", b, KVM_ARM_VCPU_INIT, &init);
+	init.features[0] = 1u << KVM_ARM_VCPU_PSCI_0_2;
+	IOCTL("VCPU_INIT vcpu b PSCI_0_2", b, KVM_ARM_VCPU_INIT, &init);
+	get64("GET MPIDR_EL1 of vcpu b", b, SYSREG(3, 0, 0, 0, 5));
+	get64("GET FW PSCI_VERSION of vcpu b", b, KVM_REG_ARM_PSCI_VERSION);
+	/* ID registers are VM-wide. */
+	if (one_reg(a, KVM_GET_ONE_REG, SYSREG(3, 0, 0, 6, 0), &v) == 0) {
+		v &= ~(0xfULL << 4);
+		SET("SET ID_AA64ISAR0_EL1 AES 0 on vcpu a", a, SYSREG(3, 0, 0, 6, 0), &v);
+		v = 0xdead;
+		one_reg(b, KVM_GET_ONE_REG, SYSREG(3, 0, 0, 6, 0), &v);
+		printf("ID_AA64ISAR0_EL1.AES on vcpu b: %llu\n", (unsigned long long)((v >> 4) & 0xf));
+	}
+	close(a);
+	close(b);
+	close(vm);
+}
+
+/* KVM_ARM_GET_REG_WRITABLE_MASKS: the masks of the feature ID registers. */
+static void writable_masks(int vm)
+{
+	uint64_t masks[KVM_ARM_FEATURE_ID_RANGE_SIZE];
+	struct reg_mask_range range;
+	unsigned int i;
+
+	memset(&range, 0, sizeof(range));
+	memset(masks, 0xa5, sizeof(masks));
+	range.addr = (uint64_t)(uintptr_t)masks;
+	if (IOCTL("GET_REG_WRITABLE_MASKS", vm, KVM_ARM_GET_REG_WRITABLE_MASKS, &range) == 0) {
+		for (i = 0; i < KVM_ARM_FEATURE_ID_RANGE_SIZE; i++)
+			if (masks[i])
+				printf("writable mask[%u]: %#llx\n", i, (unsigned long long)masks[i]);
+	}
+	range.range = 1;
+	IOCTL("GET_REG_WRITABLE_MASKS(range 1)", vm, KVM_ARM_GET_REG_WRITABLE_MASKS, &range);
+	range.range = 0;
+	range.reserved[12] = 1;
+	IOCTL("GET_REG_WRITABLE_MASKS(reserved)", vm, KVM_ARM_GET_REG_WRITABLE_MASKS, &range);
+	range.reserved[12] = 0;
+	range.addr = 8;
+	IOCTL("GET_REG_WRITABLE_MASKS(bad addr)", vm, KVM_ARM_GET_REG_WRITABLE_MASKS, &range);
+	IOCTL("GET_REG_WRITABLE_MASKS(bad pointer)", vm, KVM_ARM_GET_REG_WRITABLE_MASKS, (void *)8);
+}
+
+/* KVM_CAP_ARM_WRITABLE_IMP_ID_REGS: MIDR/REVIDR/AIDR writable until the first run. */
+static void imp_id_regs(int kvm, long mmap_size)
+{
+	struct kvm_enable_cap ec;
+	struct kvm_vcpu_init init;
+	struct kvm_run *run;
+	uint64_t v;
+	int vm, vcpu;
+
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return;
+	memset(&ec, 0, sizeof(ec));
+	ec.cap = KVM_CAP_ARM_WRITABLE_IMP_ID_REGS;
+	ec.flags = 1;
+	IOCTL("ENABLE_CAP(WRITABLE_IMP_ID_REGS, flags 1)", vm, KVM_ENABLE_CAP, &ec);
+	ec.flags = 0;
+	IOCTL("ENABLE_CAP(WRITABLE_IMP_ID_REGS)", vm, KVM_ENABLE_CAP, &ec);
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	IOCTL("ENABLE_CAP(WRITABLE_IMP_ID_REGS) with a vCPU", vm, KVM_ENABLE_CAP, &ec);
+	memset(&init, 0, sizeof(init));
+	init.target = KVM_ARM_TARGET_GENERIC_V8;
+	if (vcpu < 0 || IOCTL("imp VCPU_INIT", vcpu, KVM_ARM_VCPU_INIT, &init) != 0) {
+		close(vm);
+		return;
+	}
+	v = 0x410fd034;
+	SET("imp SET MIDR_EL1 Cortex-A53", vcpu, SYSREG(3, 0, 0, 0, 0), &v);
+	get64("imp GET MIDR_EL1", vcpu, SYSREG(3, 0, 0, 0, 0));
+	v = 1ULL << 32;
+	SET("imp SET MIDR_EL1 bit 32", vcpu, SYSREG(3, 0, 0, 0, 0), &v);
+	v = 0x1234;
+	SET("imp SET REVIDR_EL1", vcpu, SYSREG(3, 0, 0, 0, 6), &v);
+	SET("imp SET AIDR_EL1", vcpu, SYSREG(3, 1, 0, 0, 7), &v);
+	get64("imp GET AIDR_EL1", vcpu, SYSREG(3, 1, 0, 0, 7));
+	run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (run != MAP_FAILED) {
+		run->immediate_exit = 1;
+		IOCTL("imp KVM_RUN(immediate_exit)", vcpu, KVM_RUN, 0);
+		munmap(run, mmap_size);
+	}
+	v = 0x4321;
+	SET("imp SET REVIDR_EL1 after the first run", vcpu, SYSREG(3, 0, 0, 0, 6), &v);
+	v = 0x1234;
+	SET("imp SET REVIDR_EL1 same after the first run", vcpu, SYSREG(3, 0, 0, 0, 6), &v);
+	close(vcpu);
+	close(vm);
+}
+
+/*
+ * The registers of a vCPU that never ran (a new VM: the ID registers are
+ * still writable), then after its first KVM_RUN; and of `vcpu`, which ran.
+ */
+static void arm64_regs(int kvm, int vcpu, long mmap_size)
+{
+	struct kvm_reg_list small = { .n = 0 };
+	struct kvm_vcpu_init init;
+	struct kvm_run *run;
+	int vm, fresh;
+
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	fresh = vm < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 3);
+	if (fresh < 0)
+		return;
+	IOCTL("GET_REG_LIST before VCPU_INIT", fresh, KVM_GET_REG_LIST, &small);
+	IOCTL("GET_REG_LIST before VCPU_INIT, bad pointer", fresh, KVM_GET_REG_LIST, (void *)8);
+	GET("GET_ONE_REG before VCPU_INIT, bad pointer", fresh, 0, (void *)8);
+	IOCTL("GET_ONE_REG before VCPU_INIT, bad kvm_one_reg", fresh, KVM_GET_ONE_REG, (void *)8);
+	writable_masks(vm);
+	memset(&init, 0, sizeof(init));
+	init.target = KVM_ARM_TARGET_GENERIC_V8;
+	IOCTL("fresh VCPU_INIT", fresh, KVM_ARM_VCPU_INIT, &init);
+	IOCTL("GET_ONE_REG bad kvm_one_reg", fresh, KVM_GET_ONE_REG, (void *)8);
+	IOCTL("SET_ONE_REG bad kvm_one_reg", fresh, KVM_SET_ONE_REG, (void *)8);
+	reg_list_all("fresh", fresh, 1);
+	core_regs(fresh);
+	other_regs("fresh", fresh);
+	/* The first run freezes the configuration. */
+	run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fresh, 0);
+	if (run != MAP_FAILED) {
+		run->immediate_exit = 1;
+		IOCTL("fresh KVM_RUN(immediate_exit)", fresh, KVM_RUN, 0);
+		munmap(run, mmap_size);
+	}
+	get64("fresh GET ID_AA64PFR0_EL1 after the first run", fresh, SYSREG(3, 0, 0, 4, 0));
+	get64("fresh GET ID_PFR1_EL1 after the first run", fresh, SYSREG(3, 0, 0, 1, 1));
+	other_regs("ran", fresh);
+	close(fresh);
+	close(vm);
+	reg_list_all("vcpu (ran)", vcpu, 0);
+	vcpu_init_features(kvm);
+	imp_id_regs(kvm, mmap_size);
+}
+#endif
+
 int main(void)
 {
 	long page = sysconf(_SC_PAGESIZE), mmap_size, max_id;
@@ -825,6 +1389,7 @@ int main(void)
 		IOCTL("KVM_ARM_VCPU_INIT(vcpu1, POWER_OFF)", vcpu1, KVM_ARM_VCPU_INIT, &init);
 		mp_states("vcpu1 after POWER_OFF init", vcpu1);
 		run_with_pending_signal(vcpu, mmap_size);
+		arm64_regs(kvm, vcpu, mmap_size);
 	}
 #endif
 	IOCTL("vm KVM_CHECK_EXTENSION(-1)", vm, KVM_CHECK_EXTENSION, -1L);
