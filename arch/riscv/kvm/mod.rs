@@ -4,6 +4,7 @@
 
 mod cpu_enable;
 mod csr;
+pub(crate) mod insn;
 
 use crate::kvm::{
     abi::Errno,

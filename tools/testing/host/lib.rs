@@ -35,3 +35,13 @@ pub mod requests;
 
 #[path = "../../../virt/kvm/ioeventfd.rs"]
 pub mod ioeventfd;
+
+/// The kernel crate's module path `crate::kvm`, for the arch files that
+/// name the generic core that way.
+pub mod kvm {
+    pub use super::abi;
+}
+
+/// The riscv64 backend's pure-logic files (`arch/riscv/kvm/`), listed in
+/// `riscv.rs`.
+pub mod riscv;
