@@ -5,6 +5,8 @@
 mod cpu_enable;
 mod csr;
 pub(crate) mod insn;
+mod kunit;
+pub(crate) mod sbi;
 
 use crate::kvm::{
     abi::Errno,

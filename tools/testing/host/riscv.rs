@@ -6,3 +6,6 @@
 
 #[path = "../../../arch/riscv/kvm/insn.rs"]
 pub mod insn;
+
+#[path = "../../../arch/riscv/kvm/sbi.rs"]
+pub mod sbi;
