@@ -14,10 +14,11 @@
 //!
 //! # How the run loop uses this file
 //!
-//! **Load/store guest-page fault** (`scause` 21 or 23, `hstatus.SPV` set)
-//! on a GPA that no (writable, for a store) memslot backs:
+//! **Guest-page fault** (`scause` 20, 21 or 23, `hstatus.SPV` set):
 //!
-//! 1. `addr = gstage_fault_addr(htval, stval)`.
+//! 1. `addr = gstage_fault_addr(htval, stval)`; look up its memslot and
+//!    call [`gstage_fault`], which says whether to map the page, emulate
+//!    MMIO (the steps below) or redirect an instruction access fault.
 //! 2. Find the instruction: `Insn::from_htinst(htinst)`; `None` means
 //!    `htinst` holds no transformed instruction (bit 0 clear), so read it
 //!    from guest memory at `sepc` with [`fetch_insn`], whose reader does one
@@ -161,6 +162,52 @@ const fn rvc_rs2c(insn: u64) -> u8 {
 /// right by 2, the two low bits come from `stval` (`gstage_page_fault()`).
 pub(crate) const fn gstage_fault_addr(htval: u64, stval: u64) -> u64 {
     (htval << 2) | (stval & 0x3)
+}
+
+/// `EXC_INST_ACCESS`: instruction access fault.
+pub(crate) const EXC_INST_ACCESS: u64 = 1;
+
+/// What a guest-page fault is (`gstage_page_fault()`), once the memslot
+/// lookup of its GPA is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GstageFault {
+    /// A memslot backs the page (writable, for a store): map it in the
+    /// G-stage (`kvm_riscv_mmu_map()`), writable if `write`.
+    Map {
+        /// The fault was a store.
+        write: bool,
+    },
+    /// Emulate an MMIO load ([`mmio_load`]).
+    MmioLoad,
+    /// Emulate an MMIO store ([`mmio_store`]).
+    MmioStore,
+    /// An instruction fetch from a GPA no memslot backs: deliver this
+    /// instruction access fault to the guest, as bare metal would.
+    Redirect(GuestTrap),
+}
+
+/// Classifies a guest-page fault (`scause` 20, 21 or 23; anything else is
+/// `None`: `KVM_RUN` fails with `EOPNOTSUPP`). `slot` is the memslot lookup
+/// of the faulting GPA: `None` if no memslot backs it, else whether the
+/// slot is writable.
+pub(crate) const fn gstage_fault(scause: u64, stval: u64, slot: Option<bool>) -> Option<GstageFault> {
+    let store = scause == EXC_STORE_GUEST_PAGE_FAULT;
+    let backed = match slot {
+        Some(writable) => writable || !store,
+        None => false,
+    };
+    match scause {
+        EXC_INST_GUEST_PAGE_FAULT | EXC_LOAD_GUEST_PAGE_FAULT | EXC_STORE_GUEST_PAGE_FAULT if backed => {
+            Some(GstageFault::Map { write: store })
+        }
+        EXC_LOAD_GUEST_PAGE_FAULT => Some(GstageFault::MmioLoad),
+        EXC_STORE_GUEST_PAGE_FAULT => Some(GstageFault::MmioStore),
+        EXC_INST_GUEST_PAGE_FAULT => Some(GstageFault::Redirect(GuestTrap {
+            scause: EXC_INST_ACCESS,
+            stval,
+        })),
+        _ => None,
+    }
 }
 
 /// A trap to deliver to the guest (`struct kvm_cpu_trap`, the fields that
@@ -955,6 +1002,23 @@ mod host_tests {
         assert_eq!(fetch_fault(g), FetchFault::Retry);
         // sepc at the top of the address space wraps instead of panicking.
         assert!(fetch_insn(u64::MAX - 1, |a| if a == u64::MAX - 1 { Ok(3) } else { Ok(0) }).is_ok());
+    }
+
+    #[test]
+    fn gstage_fault_classes() {
+        let (i, l, s) = (EXC_INST_GUEST_PAGE_FAULT, EXC_LOAD_GUEST_PAGE_FAULT, EXC_STORE_GUEST_PAGE_FAULT);
+        assert_eq!(gstage_fault(l, 0, Some(false)), Some(GstageFault::Map { write: false }));
+        assert_eq!(gstage_fault(i, 0, Some(false)), Some(GstageFault::Map { write: false }));
+        assert_eq!(gstage_fault(s, 0, Some(true)), Some(GstageFault::Map { write: true }));
+        // A store to a read-only slot is MMIO (e.g. a flash device).
+        assert_eq!(gstage_fault(s, 0, Some(false)), Some(GstageFault::MmioStore));
+        assert_eq!(gstage_fault(l, 0, None), Some(GstageFault::MmioLoad));
+        assert_eq!(gstage_fault(s, 0, None), Some(GstageFault::MmioStore));
+        assert_eq!(gstage_fault(i, 0x1234, None), Some(GstageFault::Redirect(GuestTrap { scause: 1, stval: 0x1234 })));
+        for other in [0, 2, 12, 13, 15, 22, 24, u64::MAX] {
+            assert_eq!(gstage_fault(other, 0, None), None);
+            assert_eq!(gstage_fault(other, 0, Some(true)), None);
+        }
     }
 
     #[test]

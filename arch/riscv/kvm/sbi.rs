@@ -24,8 +24,9 @@
 //!
 //! - [`SbiExit::Continue`]: `a0 = error`, `a1 = value` if `Some` (the
 //!   legacy v0.1 calls leave `a1` alone), `sepc += 4`, re-enter the guest.
-//! - [`SbiExit::Forward`]: fill `kvm_run.riscv_sbi` from it, exit with
-//!   `KVM_EXIT_RISCV_SBI`; registers and `sepc` unchanged. On the next
+//! - [`SbiExit::Forward`]: count `ecall_exit_stat`, fill
+//!   `kvm_run.riscv_sbi` from it, exit with `KVM_EXIT_RISCV_SBI`;
+//!   registers and `sepc` unchanged. On the next
 //!   `KVM_RUN` whose `exit_reason` is `KVM_EXIT_RISCV_SBI`, call
 //!   [`SbiContext::complete_forward`] with `kvm_run.riscv_sbi.ret`; if it
 //!   gives `Some(r)`: `a0 = r.a0`, `a1 = r.a1`, `sepc += 4`.
