@@ -59,3 +59,13 @@ pub mod arm64 {
     pub mod state;
     pub mod sysregs;
 }
+
+/// The kernel crate's module path `crate::kvm`, for the arch files that
+/// name the generic core that way.
+pub mod kvm {
+    pub use super::abi;
+}
+
+/// The riscv64 backend's pure-logic files (`arch/riscv/kvm/`), listed in
+/// `riscv.rs`.
+pub mod riscv;

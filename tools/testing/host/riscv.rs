@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The riscv64 backend's pure-logic files, as the module `crate::arch` of
+//! kvm_rs.ko sees them (siblings, reaching the generic core as
+//! `crate::kvm`).
+
+#[path = "../../../arch/riscv/kvm/insn.rs"]
+pub mod insn;
+
+#[path = "../../../arch/riscv/kvm/sbi.rs"]
+pub mod sbi;
