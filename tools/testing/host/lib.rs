@@ -35,3 +35,12 @@ pub mod requests;
 
 #[path = "../../../virt/kvm/ioeventfd.rs"]
 pub mod ioeventfd;
+
+/// The kernel crate reaches the generic core as `crate::kvm`; the arch
+/// files use that path.
+mod kvm {
+    pub(crate) use super::abi;
+}
+
+#[path = "../../../arch/riscv/kvm/gstage.rs"]
+pub mod gstage;
