@@ -44,3 +44,6 @@ mod kvm {
 
 #[path = "../../../arch/riscv/kvm/gstage.rs"]
 pub mod gstage;
+
+#[path = "../../../arch/riscv/kvm/vmid.rs"]
+pub mod vmid;
