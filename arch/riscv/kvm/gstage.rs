@@ -271,7 +271,7 @@ impl Prot {
 
     /// The R/W/X bits, or `EINVAL` for no access or W without R.
     const fn bits(self) -> Result<u64, Errno> {
-        if (!self.read && !self.exec) || (self.write && !self.read) {
+        if let (false, _, false) | (false, true, _) = (self.read, self.write, self.exec) {
             return Err(Errno::EINVAL);
         }
         let mut bits = 0;

@@ -4,6 +4,9 @@
 
 mod cpu_enable;
 mod csr;
+pub(crate) mod gstage;
+pub(crate) mod mmu;
+pub(crate) mod vmid;
 
 use crate::kvm::{
     abi::Errno,
@@ -129,6 +132,9 @@ impl Arch for Host {
             return Err(ENODEV);
         };
         MAX_PGD_LEVELS.store(levels, Ordering::Relaxed);
+        // SAFETY: `probe` runs once, at module load, with the H extension
+        // present and before any VM exists.
+        unsafe { mmu::vmid_init(levels) };
         pr_info!(
             "riscv64 host in HS-mode (hstatus {:#x}, VSXL {}), G-stage {} levels ({} GPA bits)\n",
             hstatus,
