@@ -741,9 +741,10 @@ impl<M: TableMem> GStage<M> {
         }
 
         let mut new_tables = [None; MAX_NEW_TABLES];
-        for i in 0..need {
+        // `need` is at most the root level, 4.
+        for slot in new_tables.iter_mut().take(need) {
             match mem.alloc_table() {
-                Ok(t) => new_tables[i] = Some(t),
+                Ok(t) => *slot = Some(t),
                 Err(e) => {
                     for t in new_tables.iter_mut().filter_map(Option::take) {
                         // SAFETY: Allocated just above, never linked.

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! riscv64 backend: the host kernel runs in HS-mode (H extension).
+//!
+//! - [`gstage`] (pure, host-tested): G-stage page tables; [`vmid`] (pure,
+//!   host-tested): VMID generations; [`mmu`]: their kernel glue (page-table
+//!   pages, the host-wide VMID allocator, TLB flushes), for the run loop.
+//! - `csr`: hypervisor CSRs, `hgatp` probes and `hfence.gvma`.
 
 mod cpu_enable;
 mod csr;
