@@ -19,7 +19,8 @@ log="$out/kunit.log"
 mapfile -t suites < <(grep -rhoE 'kunit_tests\([a-z0-9_]+\)' \
 	"$KVMRS_TOP/virt" "$KVMRS_TOP/arch/$karch" | sed 's/kunit_tests(\(.*\))/\1/' | sort -u)
 
-script='insmod /opt/kvmrs/'"$ko"' || echo KVMRS-KUNIT insmod-failed
+# KUNIT_MODARGS: module parameters for this run (e.g. vmid_bits=2).
+script='insmod /opt/kvmrs/'"$ko"' '"${KUNIT_MODARGS:-}"' || echo KVMRS-KUNIT insmod-failed
 echo KVMRS-KUNIT-LOG-BEGIN
 dmesg
 echo KVMRS-KUNIT-END'

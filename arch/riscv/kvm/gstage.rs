@@ -50,7 +50,11 @@
 //!   range held nothing);
 //! - `Range`: `hfence.gvma gpa, vmid` every `1 << shift` bytes over the
 //!   range, on every hart that may have run this VM's vCPUs (upstream falls
-//!   back to a whole-VMID flush beyond 512 steps);
+//!   back to a whole-VMID flush beyond 512 steps). Each changed leaf
+//!   contains one of those addresses, and a fence drops every cached leaf
+//!   that translates its address, huge ones included: splitting a huge
+//!   leaf keeps the other translations, so only the changed page's GPA is
+//!   fenced;
 //! - `All`: a page table was unlinked, which an address-specific fence need
 //!   not invalidate (the spec asks for `rs1 = x0` when a non-leaf PTE
 //!   changes): `hfence.gvma x0, vmid` everywhere.
@@ -909,8 +913,9 @@ impl<M: TableMem> GStage<M> {
                         self.fill_split(mem, new, pte, level);
                         // SAFETY: `new` is filled; the write links it.
                         unsafe { mem.write(table, i, table_pte(new)) };
-                        flush.range.add(es, shift);
-                        // Partly inside: `new` keeps some leaves.
+                        // The split itself changes no translation; the
+                        // leaves cleared below do, and their fences (inside
+                        // the huge leaf) drop it too.
                         self.unmap_table(mem, new, level - 1, es, start, end, flush);
                     }
                     Err(_) => {
@@ -1418,9 +1423,9 @@ pub(crate) mod host_tests {
     fn unmap_partial_huge_splits() {
         let (mut mem, mut g) = new(Mode::Sv39x4);
         map(&mut g, &mut mem, 0, 0x8000_0000, PageSize::Size1G, RW);
-        // Punch 4K..12K out of the 1G.
+        // Punch 4K..12K out of the 1G: only those two pages need fences.
         let (r, freed) = unmap(&mut g, &mut mem, K4, 2 * K4);
-        assert_eq!(r, FlushRange::Range { start: 0, end: G1, shift: 12 });
+        assert_eq!(r, FlushRange::Range { start: K4, end: 3 * K4, shift: 12 });
         assert_eq!(freed, 0);
         assert_eq!(g.walk(&mem, K4), None);
         assert_eq!(g.walk(&mem, 2 * K4 + 5), None);
@@ -1455,7 +1460,7 @@ pub(crate) mod host_tests {
         // With one table: the 2M is split and only the 4K goes.
         mem.budget = Some(1);
         let (r, _) = unmap(&mut g, &mut mem, K4, K4);
-        assert_eq!(r, FlushRange::Range { start: 0, end: M2, shift: 12 });
+        assert_eq!(r, FlushRange::Range { start: K4, end: 2 * K4, shift: 12 });
         assert_eq!(g.walk(&mem, 0).unwrap().hpa, 0x20_0000);
         assert_eq!(g.walk(&mem, K4), None);
         mem.budget = None;

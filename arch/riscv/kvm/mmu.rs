@@ -303,6 +303,9 @@ impl SpaceLock for GlobalVmidLock {
 /// The host-wide VMID allocator.
 pub(crate) static VMIDS: VmidAllocator<GlobalVmidLock> = VmidAllocator::new(GlobalVmidLock);
 
+/// The VMID bits the `hgatp` probe found (before the cap).
+static HW_VMID_BITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 /// `num_possible_cpus()`.
 fn possible_cpus() -> u32 {
     // SAFETY: `__num_possible_cpus` is set during boot and only read after.
@@ -325,6 +328,7 @@ pub(crate) unsafe fn vmid_init(levels: u32) -> u32 {
         csr::probe_hgatp_vmid(levels)
     };
     let hw = vmid::probe_bits(readback);
+    HW_VMID_BITS.store(hw, Ordering::Relaxed);
     let cap = crate::module_parameters::vmid_bits.value();
     let bits = vmid::usable_bits(hw, cap, possible_cpus());
     VMIDS.init(bits);
@@ -750,12 +754,11 @@ mod vmid_tests {
     #[test]
     fn host_width_was_probed() {
         let bits = VMIDS.bits();
-        assert!(bits <= vmid::MAX_VMID_BITS);
-        assert!(bits <= crate::module_parameters::vmid_bits.value());
-        // QEMU implements all 14 bits; with 2 CPUs nothing turns them off.
-        if crate::module_parameters::vmid_bits.value() >= vmid::MAX_VMID_BITS {
-            assert_eq!(bits, vmid::MAX_VMID_BITS);
-        }
+        let hw = HW_VMID_BITS.load(Ordering::Relaxed);
+        let cap = crate::module_parameters::vmid_bits.value();
+        assert!(hw <= vmid::MAX_VMID_BITS);
+        assert_eq!(bits, vmid::usable_bits(hw, cap, possible_cpus()));
+        assert!(bits <= cap);
         let vm = VmVmid::new();
         assert_eq!(VMIDS.current(&vm).is_none(), bits != 0);
     }
