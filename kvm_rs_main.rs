@@ -29,4 +29,10 @@ module! {
     description: "KVM backend in Rust",
     license: "GPL",
     alias: ["devname:kvm", "char-major-10-232"],
+    params: {
+        vmid_bits: u32 {
+            default: 14,
+            description: "riscv64 debug: use at most this many VMID bits (0: no VMIDs; default 14, all hgatp has)",
+        },
+    },
 }

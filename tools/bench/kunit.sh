@@ -6,10 +6,9 @@ arch=${1:?usage: kunit.sh ARCH}
 . "$KVMRS_TOP/tools/bench/arch.sh"
 vroot=$("$KVMRS_TOP/tools/bench/vngroot.sh" "$arch")
 [ -f "$out/module/kvm_rs.ko" ] || die "kunit[$arch]: no kvm_rs.ko (make module ARCH=$arch)"
-# The virtme-ng root is shared by every clone (and every helper's worktree)
-# of this machine: give our copy a name of its own so that concurrent runs
-# do not load each other's module (insmod takes the name from .modinfo).
-ko=kvm_rs-$(basename "$KVMRS_TOP")-$$.ko
+# The virtme-ng root is shared by every worktree of this machine: give this
+# run's module its own name, so that a concurrent run cannot replace it.
+ko=kvm_rs.$$.$(date +%s%N).ko
 cp "$out/module/kvm_rs.ko" "$vroot/opt/kvmrs/$ko"
 trap 'rm -f "$vroot/opt/kvmrs/$ko"' EXIT
 mkdir -p "$out/results"
@@ -20,7 +19,8 @@ log="$out/kunit.log"
 mapfile -t suites < <(grep -rhoE 'kunit_tests\([a-z0-9_]+\)' \
 	"$KVMRS_TOP/virt" "$KVMRS_TOP/arch/$karch" | sed 's/kunit_tests(\(.*\))/\1/' | sort -u)
 
-script='insmod /opt/kvmrs/'"$ko"' || echo KVMRS-KUNIT insmod-failed
+# KUNIT_MODARGS: module parameters for this run (e.g. vmid_bits=2).
+script='insmod /opt/kvmrs/'"$ko"' '"${KUNIT_MODARGS:-}"' || echo KVMRS-KUNIT insmod-failed
 echo KVMRS-KUNIT-LOG-BEGIN
 dmesg
 echo KVMRS-KUNIT-END'

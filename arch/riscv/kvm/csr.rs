@@ -82,3 +82,63 @@ pub(crate) fn detect_gstage_levels() -> Option<u32> {
     }
     found
 }
+
+/// `hgatp.VMID` (bits 57:44).
+const HGATP_VMID: u64 = 0x3fff << 44;
+
+/// `kvm_riscv_gstage_vmid_detect()`: writes all-ones to `hgatp.VMID` and
+/// returns what reads back (the caller counts the bits with
+/// `vmid::probe_bits`). As upstream, MODE is the deepest G-stage mode the
+/// hart has (`levels`, from [`detect_gstage_levels`]) with a zero root: with
+/// MODE Bare an implementation may ignore the other fields. `hgatp` is left
+/// 0 and the G-stage TLB flushed.
+///
+/// Only call this when [`has_h_extension`] is true, with interrupts off.
+pub(crate) fn probe_hgatp_vmid(levels: u32) -> u64 {
+    let mode = HGATP_MODES.iter().find(|&&(_, l)| l == levels).map_or(0, |&(m, _)| m);
+    let value: u64;
+    // SAFETY: As in `detect_gstage_levels`: no guest runs on this hart, so
+    // pointing hgatp at a zero root for a moment is harmless; the write is
+    // WARL. Interrupts are off, so we stay on this hart. Then hgatp is
+    // cleared and the G-stage TLB of the hart flushed.
+    unsafe {
+        core::arch::asm!("csrw {csr}, {v}", "csrr {out}, {csr}", "csrw {csr}, zero",
+                         ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                         csr = const CSR_HGATP, v = in(reg) (mode << HGATP_MODE_SHIFT) | HGATP_VMID,
+                         out = out(reg) value, options(nostack));
+    }
+    value
+}
+
+/// `hfence.gvma x0, x0`: flushes every G-stage (and guest) TLB entry of
+/// this hart (`kvm_riscv_local_hfence_gvma_all()`).
+pub(crate) fn hfence_gvma_all() {
+    // SAFETY: A fence has no effect but on TLB contents; the kernel runs in
+    // HS-mode, where HFENCE.GVMA is allowed (hstatus.VTVM only affects
+    // VS-mode). The "memory" clobber (no `nomem`) orders it after earlier
+    // page-table writes.
+    unsafe {
+        core::arch::asm!(".insn r 0x73, 0, 0x31, x0, x0, x0", options(nostack));
+    }
+}
+
+/// `hfence.gvma x0, vmid`: flushes this hart's entries of `vmid`
+/// (`kvm_riscv_local_hfence_gvma_vmid_all()`).
+pub(crate) fn hfence_gvma_vmid(vmid: u64) {
+    // SAFETY: As in `hfence_gvma_all`.
+    unsafe {
+        core::arch::asm!(".insn r 0x73, 0, 0x31, x0, x0, {vmid}", vmid = in(reg) vmid,
+                         options(nostack));
+    }
+}
+
+/// `hfence.gvma gpa >> 2, vmid`: flushes this hart's leaf entries of `vmid`
+/// that translate `gpa` (one step of
+/// `kvm_riscv_local_hfence_gvma_vmid_gpa()`).
+pub(crate) fn hfence_gvma_vmid_gpa(gpa: u64, vmid: u64) {
+    // SAFETY: As in `hfence_gvma_all`.
+    unsafe {
+        core::arch::asm!(".insn r 0x73, 0, 0x31, x0, {gpa}, {vmid}", gpa = in(reg) gpa >> 2,
+                         vmid = in(reg) vmid, options(nostack));
+    }
+}

@@ -2,17 +2,24 @@
 
 //! riscv64 backend: the host kernel runs in HS-mode (H extension).
 //!
-//! Pure logic for the guest exits, also tested on the host
-//! (`tools/testing/host/riscv.rs`) and in KUnit ([`kunit`]): [`insn`]
-//! (MMIO and virtual-instruction decoding) and [`sbi`] (SBI calls, the SBI
-//! ONE_REG registers, steal time). Each file's top comment says how the
-//! run loop uses it.
+//! - Pure logic for the guest exits, also tested on the host
+//!   (`tools/testing/host/riscv.rs`) and in KUnit ([`kunit`]): [`insn`]
+//!   (MMIO and virtual-instruction decoding) and [`sbi`] (SBI calls, the SBI
+//!   ONE_REG registers, steal time). Each file's top comment says how the
+//!   run loop uses it.
+//! - [`gstage`] (pure, host-tested): G-stage page tables; [`vmid`] (pure,
+//!   host-tested): VMID generations; [`mmu`]: their kernel glue (page-table
+//!   pages, the host-wide VMID allocator, TLB flushes), for the run loop.
+//! - `csr`: hypervisor CSRs, `hgatp` probes and `hfence.gvma`.
 
 mod cpu_enable;
 mod csr;
+pub(crate) mod gstage;
 pub(crate) mod insn;
 mod kunit;
+pub(crate) mod mmu;
 pub(crate) mod sbi;
+pub(crate) mod vmid;
 
 use crate::kvm::{
     abi::Errno,
@@ -153,6 +160,9 @@ impl Arch for Host {
             return Err(ENODEV);
         };
         MAX_PGD_LEVELS.store(levels, Ordering::Relaxed);
+        // SAFETY: `probe` runs once, at module load, with the H extension
+        // present and before any VM exists.
+        unsafe { mmu::vmid_init(levels) };
         pr_info!(
             "riscv64 host in HS-mode (hstatus {:#x}, VSXL {}), G-stage {} levels ({} GPA bits)\n",
             hstatus,

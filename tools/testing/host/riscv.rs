@@ -9,3 +9,9 @@ pub mod insn;
 
 #[path = "../../../arch/riscv/kvm/sbi.rs"]
 pub mod sbi;
+
+#[path = "../../../arch/riscv/kvm/gstage.rs"]
+pub mod gstage;
+
+#[path = "../../../arch/riscv/kvm/vmid.rs"]
+pub mod vmid;
