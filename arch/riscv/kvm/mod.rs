@@ -11,6 +11,8 @@
 //!   host-tested): VMID generations; [`mmu`]: their kernel glue (page-table
 //!   pages, the host-wide VMID allocator, TLB flushes), for the run loop.
 //! - `csr`: hypervisor CSRs, `hgatp` probes and `hfence.gvma`.
+//! - [`regs`]: the vCPU register state shared by the world switch and
+//!   ONE_REG.
 
 mod cpu_enable;
 mod csr;
@@ -18,6 +20,7 @@ pub(crate) mod gstage;
 pub(crate) mod insn;
 mod kunit;
 pub(crate) mod mmu;
+pub(crate) mod regs;
 pub(crate) mod sbi;
 pub(crate) mod vmid;
 
@@ -65,6 +68,10 @@ pub(crate) struct Vcpu {
     mp_state: u32,
     /// `vcpu->guest_debug`: 0, or a control with `KVM_GUESTDBG_ENABLE`.
     guest_debug: u32,
+    /// The guest's registers (what the world switch loads and ONE_REG
+    /// reads and writes).
+    #[allow(dead_code)]
+    regs: regs::VcpuRegs,
 }
 
 /// G-stage page-table levels of the deepest mode (`kvm_riscv_gstage_max_pgd_levels`),
@@ -240,7 +247,7 @@ impl Arch for Host {
     fn vcpu_create(_id: u32, idx: usize, _vm: &mut ()) -> Result<Vcpu, Errno> {
         // kvm_arch_vcpu_postcreate(): only the first vCPU starts powered on.
         let mp_state = if idx == 0 { uapi::KVM_MP_STATE_RUNNABLE } else { uapi::KVM_MP_STATE_STOPPED };
-        Ok(Vcpu { mp_state, guest_debug: 0 })
+        Ok(Vcpu { mp_state, guest_debug: 0, regs: regs::VcpuRegs::reset() })
     }
 
     fn vcpu_ioctl(_vcpu: &mut Vcpu, _vm: &mut (), _cmd: u32, _arg: usize) -> Result<isize, Errno> {
