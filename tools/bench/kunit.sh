@@ -4,7 +4,11 @@
 . "$(dirname "$0")/lib.sh"
 arch=${1:?usage: kunit.sh ARCH}
 . "$KVMRS_TOP/tools/bench/arch.sh"
-vroot=$("$KVMRS_TOP/tools/bench/vngroot.sh" "$arch")
+# vngroot.sh has no lock of its own (and its text keys the cached roots, so
+# it is not edited for this): two checkouts building the same root at once
+# wrote into one temporary tree and broke it. Serialise the build here; the
+# subshell drops the lock once the root exists.
+vroot=$(cache_lock "vngroot-$arch" && "$KVMRS_TOP/tools/bench/vngroot.sh" "$arch")
 [ -f "$out/module/kvm_rs.ko" ] || die "kunit[$arch]: no kvm_rs.ko (make module ARCH=$arch)"
 # The virtme-ng root is shared by every worktree of this machine: give this
 # run's module its own name, so that a concurrent run cannot replace it.
