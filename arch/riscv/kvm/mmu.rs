@@ -83,7 +83,7 @@ const GFP_ACCOUNT: bindings::gfp_t = bindings::GFP_KERNEL_ACCOUNT & !bindings::G
 ///
 /// Needs a patch: `rust/kernel` has no `__pa`/`__va` (or `Page::phys()`)
 /// for a module; this reads the exported `kernel_map` instead.
-fn va_pa_offset() -> u64 {
+pub(crate) fn va_pa_offset() -> u64 {
     // SAFETY: `kernel_map` is set up during early boot and only read after.
     let offset = unsafe { core::ptr::addr_of!(bindings::kernel_map.va_pa_offset).read() };
     offset as u64
@@ -157,7 +157,15 @@ impl PageTables {
     /// Fills the cache (`GFP_KERNEL_ACCOUNT`, may sleep): call it before
     /// taking the MMU lock, as upstream's `kvm_mmu_topup_memory_cache()`.
     pub(crate) fn topup(&mut self) -> Result<(), Errno> {
-        while self.len < CACHE_TABLES {
+        self.topup_to(CACHE_TABLES)
+    }
+
+    /// Fills the cache up to `n` tables (at most its capacity), as
+    /// [`Self::topup`]: a fault needs at most one table per level below
+    /// the root of the VM's mode.
+    pub(crate) fn topup_to(&mut self, n: usize) -> Result<(), Errno> {
+        let n = n.min(CACHE_TABLES);
+        while self.len < n {
             let t = alloc_zeroed(TABLE_SIZE, bindings::GFP_KERNEL_ACCOUNT)?;
             if let Some(slot) = self.cache.get_mut(self.len) {
                 *slot = Some(t);
@@ -165,6 +173,29 @@ impl PageTables {
             }
         }
         Ok(())
+    }
+
+    /// Moves cached tables from `other` into this cache until it holds `n`
+    /// (at most its capacity) or `other` is empty. Never allocates or
+    /// sleeps: a fault keeps the VM's spare tables this way instead of
+    /// freeing and allocating them again.
+    pub(crate) fn refill_from(&mut self, other: &mut PageTables, n: usize) {
+        let n = n.min(CACHE_TABLES);
+        while self.len < n && other.len > 0 {
+            other.len -= 1;
+            let Some(t) = other.cache.get_mut(other.len).and_then(Option::take) else {
+                continue;
+            };
+            match self.cache.get_mut(self.len) {
+                Some(slot) => {
+                    *slot = Some(t);
+                    self.len += 1;
+                }
+                // Not reachable (`len < n <= CACHE_TABLES`); never leak.
+                // SAFETY: `t` was a live cached table, now owned here only.
+                None => unsafe { free_zeroed(t, TABLE_SIZE) },
+            }
+        }
     }
 
     /// Tables in the cache.
