@@ -374,6 +374,156 @@ pub(crate) fn vmid_update(vm: &VmVmid) -> Update {
     VMIDS.update(vm, flush_all_cpus)
 }
 
+/// Guest-memory access from HS-mode for the KUnit tests of the G-stage
+/// (`mmu.rs`, `stage2.rs`).
+#[cfg(CONFIG_KUNIT = "y")]
+pub(crate) mod guest_mem {
+    use super::*;
+
+    // The hardware check: `hlv.d`/`hsv.d` from HS-mode access guest
+    // physical memory through `hgatp` (with `vsatp` Bare), so the CPU
+    // itself walks the tables built here.
+
+    core::arch::global_asm!(
+        ".pushsection .text.kvm_rs_gstage_test_trap, \"ax\", @progbits",
+        ".balign 4",
+        ".globl kvm_rs_gstage_test_trap",
+        "kvm_rs_gstage_test_trap:",
+        // The faulting `hlv.d`/`hsv.d` is 4 bytes: skip it, and store
+        // scause and htval at a0.
+        "csrr a1, sepc",
+        "addi a1, a1, 4",
+        "csrw sepc, a1",
+        "csrr a1, scause",
+        "sd a1, 0(a0)",
+        "csrr a1, 0x643", // htval
+        "sd a1, 8(a0)",
+        "sret",
+        ".popsection",
+    );
+
+    extern "C" {
+        /// The trap stub above; only ever jumped to through `stvec`.
+        fn kvm_rs_gstage_test_trap();
+    }
+
+    /// `vsatp`.
+    pub(crate) const CSR_VSATP: u32 = 0x280;
+    /// `hgatp`.
+    pub(crate) const CSR_HGATP: u32 = 0x680;
+    /// Load guest-page fault.
+    pub(crate) const LOAD_GUEST_PAGE_FAULT: u64 = 21;
+    /// Store/AMO guest-page fault.
+    pub(crate) const STORE_GUEST_PAGE_FAULT: u64 = 23;
+
+    /// Loads (`store` is `None`) or stores 8 bytes at guest physical `gpa`
+    /// through `hgatp_value`, as a guest with `vsatp` Bare would. Returns
+    /// the value loaded and the `(scause, htval)` of a trap (0, 0 if none).
+    pub(crate) fn guest_access(hgatp_value: u64, gpa: u64, store: Option<u64>) -> (u64, u64, u64) {
+        let mut trap = [0u64; 2];
+        let mut value = 0u64;
+        let stub = kvm_rs_gstage_test_trap as *const () as usize;
+        let _irqs_off = kernel::interrupt::local_interrupt_disable();
+        // SAFETY: Interrupts are off and no guest runs on this hart, so
+        // borrowing stvec, vsatp and hgatp is invisible to the rest of the
+        // kernel: all three are restored and the G-stage TLB flushed before
+        // the block ends. The only trap expected is a guest-page fault of
+        // the access, which the stub records in `trap` (a0, kept live) and
+        // skips; the tables at `hgatp_value` are built by the caller and
+        // map only memory the caller owns.
+        unsafe {
+            match store {
+                None => core::arch::asm!(
+                    "csrrw {stvec}, stvec, {stub}",
+                    "csrrw {vsatp}, {csr_vsatp}, zero",
+                    "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
+                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                    ".insn r 0x73, 4, 0x36, {value}, {gpa}, x0", // hlv.d value, (gpa)
+                    "csrw {csr_hgatp}, {hgatp}",
+                    "csrw {csr_vsatp}, {vsatp}",
+                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                    "csrw stvec, {stvec}",
+                    stub = in(reg) stub,
+                    stvec = out(reg) _,
+                    vsatp = out(reg) _,
+                    hgatp = inout(reg) hgatp_value => _,
+                    value = inout(reg) value,
+                    gpa = in(reg) gpa,
+                    csr_vsatp = const CSR_VSATP,
+                    csr_hgatp = const CSR_HGATP,
+                    in("a0") trap.as_mut_ptr(),
+                    out("a1") _,
+                    options(nostack),
+                ),
+                Some(v) => core::arch::asm!(
+                    "csrrw {stvec}, stvec, {stub}",
+                    "csrrw {vsatp}, {csr_vsatp}, zero",
+                    "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
+                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                    ".insn r 0x73, 4, 0x37, x0, {gpa}, {v}", // hsv.d v, (gpa)
+                    "csrw {csr_hgatp}, {hgatp}",
+                    "csrw {csr_vsatp}, {vsatp}",
+                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                    "csrw stvec, {stvec}",
+                    stub = in(reg) stub,
+                    stvec = out(reg) _,
+                    vsatp = out(reg) _,
+                    hgatp = inout(reg) hgatp_value => _,
+                    gpa = in(reg) gpa,
+                    v = in(reg) v,
+                    csr_vsatp = const CSR_VSATP,
+                    csr_hgatp = const CSR_HGATP,
+                    in("a0") trap.as_mut_ptr(),
+                    out("a1") _,
+                    options(nostack),
+                ),
+            }
+        }
+        (value, trap[0], trap[1])
+    }
+
+    /// The pattern a test page holds at byte offset `off`.
+    pub(crate) fn pattern(pa: u64, off: u64) -> u64 {
+        0xa5a5_0000_0000_0000 ^ (pa + off)
+    }
+
+    /// A zeroed 4K page with [`pattern`], freed on drop.
+    pub(crate) struct DataPage(TablePa);
+
+    impl DataPage {
+        pub(crate) fn new() -> Result<Self> {
+            let t = alloc_zeroed(TABLE_SIZE, bindings::GFP_KERNEL).map_err(|_| ENOMEM)?;
+            let p = DataPage(t);
+            for i in 0..512 {
+                p.set(i, pattern(t.addr(), i * 8));
+            }
+            Ok(p)
+        }
+
+        pub(crate) fn pa(&self) -> u64 {
+            self.0.addr()
+        }
+
+        pub(crate) fn get(&self, i: u64) -> u64 {
+            // SAFETY: The page is live, `i < 512`.
+            unsafe { entry(self.0, i as usize) }.load(Ordering::Relaxed)
+        }
+
+        pub(crate) fn set(&self, i: u64, v: u64) {
+            // SAFETY: The page is live, `i < 512`.
+            unsafe { entry(self.0, i as usize) }.store(v, Ordering::Relaxed)
+        }
+    }
+
+    impl Drop for DataPage {
+        fn drop(&mut self) {
+            // SAFETY: Allocated by `alloc_zeroed(TABLE_SIZE)`; its mapping is
+            // gone (the tree is destroyed before the page is dropped).
+            unsafe { free_zeroed(self.0, TABLE_SIZE) };
+        }
+    }
+}
+
 #[kunit_tests(kvm_rs_riscv_gstage)]
 mod gstage_tests {
     use super::super::gstage::{
@@ -535,148 +685,7 @@ mod gstage_tests {
         flush_all_cpus();
     }
 
-    // The hardware check: `hlv.d`/`hsv.d` from HS-mode access guest
-    // physical memory through `hgatp` (with `vsatp` Bare), so the CPU
-    // itself walks the tables built here.
-
-    core::arch::global_asm!(
-        ".pushsection .text.kvm_rs_gstage_test_trap, \"ax\", @progbits",
-        ".balign 4",
-        ".globl kvm_rs_gstage_test_trap",
-        "kvm_rs_gstage_test_trap:",
-        // The faulting `hlv.d`/`hsv.d` is 4 bytes: skip it, and store
-        // scause and htval at a0.
-        "csrr a1, sepc",
-        "addi a1, a1, 4",
-        "csrw sepc, a1",
-        "csrr a1, scause",
-        "sd a1, 0(a0)",
-        "csrr a1, 0x643", // htval
-        "sd a1, 8(a0)",
-        "sret",
-        ".popsection",
-    );
-
-    extern "C" {
-        /// The trap stub above; only ever jumped to through `stvec`.
-        fn kvm_rs_gstage_test_trap();
-    }
-
-    /// `vsatp`.
-    const CSR_VSATP: u32 = 0x280;
-    /// `hgatp`.
-    const CSR_HGATP: u32 = 0x680;
-    /// Load guest-page fault.
-    const LOAD_GUEST_PAGE_FAULT: u64 = 21;
-    /// Store/AMO guest-page fault.
-    const STORE_GUEST_PAGE_FAULT: u64 = 23;
-
-    /// Loads (`store` is `None`) or stores 8 bytes at guest physical `gpa`
-    /// through `hgatp_value`, as a guest with `vsatp` Bare would. Returns
-    /// the value loaded and the `(scause, htval)` of a trap (0, 0 if none).
-    fn guest_access(hgatp_value: u64, gpa: u64, store: Option<u64>) -> (u64, u64, u64) {
-        let mut trap = [0u64; 2];
-        let mut value = 0u64;
-        let stub = kvm_rs_gstage_test_trap as *const () as usize;
-        let _irqs_off = kernel::interrupt::local_interrupt_disable();
-        // SAFETY: Interrupts are off and no guest runs on this hart, so
-        // borrowing stvec, vsatp and hgatp is invisible to the rest of the
-        // kernel: all three are restored and the G-stage TLB flushed before
-        // the block ends. The only trap expected is a guest-page fault of
-        // the access, which the stub records in `trap` (a0, kept live) and
-        // skips; the tables at `hgatp_value` are built by the caller and
-        // map only memory the caller owns.
-        unsafe {
-            match store {
-                None => core::arch::asm!(
-                    "csrrw {stvec}, stvec, {stub}",
-                    "csrrw {vsatp}, {csr_vsatp}, zero",
-                    "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
-                    ".insn r 0x73, 4, 0x36, {value}, {gpa}, x0", // hlv.d value, (gpa)
-                    "csrw {csr_hgatp}, {hgatp}",
-                    "csrw {csr_vsatp}, {vsatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
-                    "csrw stvec, {stvec}",
-                    stub = in(reg) stub,
-                    stvec = out(reg) _,
-                    vsatp = out(reg) _,
-                    hgatp = inout(reg) hgatp_value => _,
-                    value = inout(reg) value,
-                    gpa = in(reg) gpa,
-                    csr_vsatp = const CSR_VSATP,
-                    csr_hgatp = const CSR_HGATP,
-                    in("a0") trap.as_mut_ptr(),
-                    out("a1") _,
-                    options(nostack),
-                ),
-                Some(v) => core::arch::asm!(
-                    "csrrw {stvec}, stvec, {stub}",
-                    "csrrw {vsatp}, {csr_vsatp}, zero",
-                    "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
-                    ".insn r 0x73, 4, 0x37, x0, {gpa}, {v}", // hsv.d v, (gpa)
-                    "csrw {csr_hgatp}, {hgatp}",
-                    "csrw {csr_vsatp}, {vsatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
-                    "csrw stvec, {stvec}",
-                    stub = in(reg) stub,
-                    stvec = out(reg) _,
-                    vsatp = out(reg) _,
-                    hgatp = inout(reg) hgatp_value => _,
-                    gpa = in(reg) gpa,
-                    v = in(reg) v,
-                    csr_vsatp = const CSR_VSATP,
-                    csr_hgatp = const CSR_HGATP,
-                    in("a0") trap.as_mut_ptr(),
-                    out("a1") _,
-                    options(nostack),
-                ),
-            }
-        }
-        (value, trap[0], trap[1])
-    }
-
-    /// The pattern a test page holds at byte offset `off`.
-    fn pattern(pa: u64, off: u64) -> u64 {
-        0xa5a5_0000_0000_0000 ^ (pa + off)
-    }
-
-    /// A zeroed 4K page with [`pattern`], freed on drop.
-    struct DataPage(TablePa);
-
-    impl DataPage {
-        fn new() -> Result<Self> {
-            let t = alloc_zeroed(TABLE_SIZE, bindings::GFP_KERNEL).map_err(|_| ENOMEM)?;
-            let p = DataPage(t);
-            for i in 0..512 {
-                p.set(i, pattern(t.addr(), i * 8));
-            }
-            Ok(p)
-        }
-
-        fn pa(&self) -> u64 {
-            self.0.addr()
-        }
-
-        fn get(&self, i: u64) -> u64 {
-            // SAFETY: The page is live, `i < 512`.
-            unsafe { entry(self.0, i as usize) }.load(Ordering::Relaxed)
-        }
-
-        fn set(&self, i: u64, v: u64) {
-            // SAFETY: The page is live, `i < 512`.
-            unsafe { entry(self.0, i as usize) }.store(v, Ordering::Relaxed)
-        }
-    }
-
-    impl Drop for DataPage {
-        fn drop(&mut self) {
-            // SAFETY: Allocated by `alloc_zeroed(TABLE_SIZE)`; its mapping is
-            // gone (the tree is destroyed before the page is dropped).
-            unsafe { free_zeroed(self.0, TABLE_SIZE) };
-        }
-    }
+    use super::guest_mem::*;
 
     #[test]
     fn hardware_walks_the_tables() -> Result {

@@ -657,6 +657,49 @@ mod tests {
     }
 
     #[test]
+    fn cpu_walks_the_vm_tables_with_the_entry_hgatp() -> Result {
+        use super::super::mmu::guest_mem::{
+            guest_access,
+            pattern,
+            DataPage,
+            LOAD_GUEST_PAGE_FAULT,
+            STORE_GUEST_PAGE_FAULT, //
+        };
+        // (`guest_access` fences the whole G-stage TLB around its access,
+        // so this checks the tables and `hgatp`, not the flushes.)
+        let data = DataPage::new()?;
+        let base = mmu::live_tables();
+        let mut s2 = VmStage2::new(41)?;
+        let mut cache = PageTables::new();
+        cache.topup()?;
+        let gpa = 0x8000_0000 + 3 * K4;
+        let gfn = gpa >> 12;
+        s2.map_leaf(&mut cache, gpa, data.pa(), PageSize::Size4K, Prot::RWX)?;
+        let e = s2.prepare_entry(false);
+        e.fence_local();
+        assert_eq!(guest_access(e.hgatp, gpa + 0x10, None), (pattern(data.pa(), 0x10), 0, 0));
+        assert_eq!(guest_access(e.hgatp, gpa + 8, Some(0x55)), (0, 0, 0));
+        assert_eq!(data.get(1), 0x55);
+        // Dirty logging: stores fault, loads work.
+        s2.wrprotect(gfn, gfn + 1);
+        s2.flush_wrprotected();
+        assert_eq!(guest_access(e.hgatp, gpa + 8, Some(0x66)), (0, STORE_GUEST_PAGE_FAULT, (gpa + 8) >> 2));
+        assert_eq!(data.get(1), 0x55);
+        assert_eq!(guest_access(e.hgatp, gpa + 8, None), (0x55, 0, 0));
+        // The write fault maps it writable again.
+        s2.map_leaf(&mut cache, gpa, data.pa(), PageSize::Size4K, Prot::RWX)?;
+        assert_eq!(guest_access(e.hgatp, gpa + 8, Some(0x77)), (0, 0, 0));
+        assert_eq!(data.get(1), 0x77);
+        // Unmapped: loads fault with the GPA in htval.
+        s2.unmap(gfn, gfn + 1);
+        assert_eq!(guest_access(e.hgatp, gpa + 0x10, None), (0, LOAD_GUEST_PAGE_FAULT, (gpa + 0x10) >> 2));
+        drop(s2);
+        drop(cache);
+        assert_eq!(mmu::live_tables(), base);
+        Ok(())
+    }
+
+    #[test]
     fn prepare_entry_gives_hgatp_and_fences() -> Result {
         let mut a = VmStage2::new(41)?;
         let mut b = VmStage2::new(41)?;
