@@ -10,6 +10,10 @@
 //!
 //! # For the run loop
 //!
+//! `stage2.rs` does all of the following for each VM ([`VmStage2`]); the run
+//! loop only calls `stage2::prepare_entry()` and `stage2::gstage_fault()`.
+//! What it does:
+//!
 //! - VM creation: `let mut pt = PageTables::new();
 //!   let g = VmGStage::new(&mut pt, mode)?` (may sleep; `mode` from the
 //!   VM's GPA bits, `Mode::from_levels`), and a [`VmVmid::new`].
@@ -29,6 +33,7 @@
 //! - VM destruction: `g.destroy(&mut pt)` once no vCPU can run.
 //!
 //! [`VmVmid::new`]: super::vmid::VmVmid::new
+//! [`VmStage2`]: super::stage2::VmStage2
 
 use super::{
     csr,
