@@ -369,6 +369,15 @@ pub(crate) trait Arch {
     /// clearing it (`kvm_test_age_gfn()`).
     fn stage2_test_age(s2: &Self::Stage2, gfn_start: u64, gfn_end: u64) -> bool;
 
+    /// Flushes every guest TLB entry of the VM on every CPU
+    /// (`kvm_flush_remote_tlbs()`), after the MMU notifier's
+    /// `clear_flush_young` found young mappings: cached translations would
+    /// otherwise keep the pages looking old.
+    ///
+    /// - riscv64: `hfence.gvma` of the VM's VMID on every online CPU;
+    /// - arm64: nothing is mapped yet, nothing to do.
+    fn stage2_flush_all(s2: &mut Self::Stage2);
+
     /// Removes write access from the mappings of `[gfn_start, gfn_end)`
     /// for dirty logging (`kvm_arch_mmu_enable_log_dirty_pt_masked()` and
     /// the write-protect of `kvm_arch_commit_memory_region()`); a huge

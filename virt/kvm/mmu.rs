@@ -444,7 +444,15 @@ impl MmuNotifierOps for Notifier {
     }
 
     fn clear_flush_young(this: &Self, _mm: &Mm, start: usize, end: usize) -> bool {
-        this.for_each_gfn_range(start, end, Host::stage2_age)
+        // Young mappings are flushed, as upstream on riscv64 and arm64
+        // (no `CONFIG_KVM_ELIDE_TLB_FLUSH_IF_YOUNG`).
+        this.for_each_gfn_range(start, end, |s2, s, e| {
+            let young = Host::stage2_age(s2, s, e);
+            if young {
+                Host::stage2_flush_all(s2);
+            }
+            young
+        })
     }
 
     fn clear_young(this: &Self, _mm: &Mm, start: usize, end: usize) -> bool {

@@ -547,6 +547,8 @@ impl Arch for Host {
     }
 
     // Nothing is mapped, so nothing to write-protect or flush.
+    fn stage2_flush_all(_s2: &mut ()) {}
+
     fn stage2_wrprotect(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) {}
 
     fn stage2_flush_wrprotected(_s2: &mut ()) {}

@@ -351,6 +351,10 @@ impl Arch for Host {
         s2.test_age(gfn_start, gfn_end)
     }
 
+    fn stage2_flush_all(s2: &mut stage2::VmStage2) {
+        s2.flush_all();
+    }
+
     fn stage2_wrprotect(s2: &mut stage2::VmStage2, gfn_start: u64, gfn_end: u64) {
         s2.wrprotect(gfn_start, gfn_end);
     }

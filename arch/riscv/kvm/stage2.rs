@@ -268,6 +268,11 @@ impl VmStage2 {
         flush.finish(&mut self.pt);
     }
 
+    /// Flushes every translation of the VM on every CPU.
+    pub(crate) fn flush_all(&mut self) {
+        self.flush_tlbs(FlushRange::All);
+    }
+
     /// Flushes what [`Self::wrprotect`] changed, on every CPU.
     pub(crate) fn flush_wrprotected(&mut self) {
         if core::mem::take(&mut self.wp_flush_due) {
@@ -727,6 +732,8 @@ mod tests {
             assert_eq!(VMIDS.current(&a.vmid), Some(ea.vmid));
         }
         ea.fence_local();
+        // clear_flush_young's flush of an entered VM reaches every CPU.
+        a.flush_all();
         // Unmapping an entered VM flushes everywhere and frees.
         let mut cache = PageTables::new();
         cache.topup()?;
