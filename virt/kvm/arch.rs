@@ -369,6 +369,37 @@ pub(crate) trait Arch {
     /// clearing it (`kvm_test_age_gfn()`).
     fn stage2_test_age(s2: &Self::Stage2, gfn_start: u64, gfn_end: u64) -> bool;
 
+    /// Flushes every guest TLB entry of the VM on every CPU
+    /// (`kvm_flush_remote_tlbs()`), after the MMU notifier's
+    /// `clear_flush_young` found young mappings: cached translations would
+    /// otherwise keep the pages looking old.
+    ///
+    /// - riscv64: `hfence.gvma` of the VM's VMID on every online CPU;
+    /// - arm64: nothing is mapped yet, nothing to do.
+    fn stage2_flush_all(s2: &mut Self::Stage2);
+
+    /// Removes write access from the mappings of `[gfn_start, gfn_end)`
+    /// for dirty logging (`kvm_arch_mmu_enable_log_dirty_pt_masked()` and
+    /// the write-protect of `kvm_arch_commit_memory_region()`); a huge
+    /// mapping partly inside loses write access whole. The TLB flush is
+    /// deferred to [`Arch::stage2_flush_wrprotected`], which the core calls
+    /// once after a batch (a dirty-log ioctl, a slot starting to log).
+    ///
+    /// - riscv64: clears W on the G-stage leaves and remembers that a
+    ///   flush is due;
+    /// - arm64: nothing is mapped yet, so nothing to do. With the stage-2
+    ///   tables it becomes `kvm_pgtable_stage2_wrprotect()` on the range,
+    ///   with the same deferred flush (`kvm_flush_remote_tlbs_memslot()`).
+    fn stage2_wrprotect(s2: &mut Self::Stage2, gfn_start: u64, gfn_end: u64);
+
+    /// Flushes the guest TLBs of every CPU after [`Arch::stage2_wrprotect`]
+    /// changed anything, and returns once no CPU can write through an old
+    /// writable translation.
+    ///
+    /// - riscv64: `hfence.gvma` of the VM's VMID on every online CPU;
+    /// - arm64: nothing yet (a `TLBI VMALLS12E1IS` for the VMID later).
+    fn stage2_flush_wrprotected(s2: &mut Self::Stage2);
+
     /// `kvm_arch_intc_initialized()`: whether `KVM_IRQFD` may assign
     /// (`EAGAIN` otherwise).
     ///

@@ -308,6 +308,31 @@ impl<A: Alloc> Memslots<A> {
     }
 }
 
+/// The runs of set bits of a dirty-log `mask` whose bit 0 is page
+/// `offset` of a slot starting at `base_gfn`, as `[gfn_start, gfn_end)`
+/// ranges in ascending order: what `kvm_arch_mmu_enable_log_dirty_pt_masked()`
+/// write-protects. Runs that would overflow the gfn space are dropped.
+pub(crate) fn mask_gfn_runs(base_gfn: u64, offset: u64, mask: u64) -> impl Iterator<Item = (u64, u64)> {
+    let first = base_gfn.checked_add(offset);
+    let mut rest = mask;
+    core::iter::from_fn(move || {
+        let first = first?;
+        while rest != 0 {
+            let lo = rest.trailing_zeros();
+            // The run's length: the ones from `lo` up.
+            let len = (!(rest >> lo)).trailing_zeros();
+            let hi = lo + len;
+            rest = if hi >= 64 { 0 } else { rest & !(((1u64 << hi) - 1) ^ ((1u64 << lo) - 1)) };
+            let start = first.checked_add(u64::from(lo));
+            let end = first.checked_add(u64::from(hi));
+            if let (Some(s), Some(e)) = (start, end) {
+                return Some((s, e));
+            }
+        }
+        None
+    })
+}
+
 #[cfg(test)]
 mod host_tests {
     use super::*;
@@ -574,5 +599,35 @@ mod host_tests {
         });
         let (bits, _, _) = get(&s, 0).unwrap();
         assert!(bits.iter().all(|&w| w == u64::MAX));
+    }
+
+    #[test]
+    fn mask_runs_cover_exactly_the_set_bits() {
+        let runs: std::vec::Vec<_> = mask_gfn_runs(100, 64, 0b1011_0001).collect();
+        assert_eq!(runs, [(164, 165), (168, 170), (171, 172)]);
+        let runs: std::vec::Vec<_> = mask_gfn_runs(0, 0, u64::MAX).collect();
+        assert_eq!(runs, [(0, 64)]);
+        let runs: std::vec::Vec<_> = mask_gfn_runs(0, 0, 1 << 63 | 1).collect();
+        assert_eq!(runs, [(0, 1), (63, 64)]);
+        assert_eq!(mask_gfn_runs(5, 0, 0).count(), 0);
+        // Overflow: nothing rather than a wrapped range.
+        assert_eq!(mask_gfn_runs(u64::MAX - 10, 0, 1 << 20).count(), 0);
+        assert_eq!(mask_gfn_runs(u64::MAX, 1, 1).count(), 0);
+        // Every bit of random masks is in exactly one run.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut seen = 0u64;
+            for (s, e) in mask_gfn_runs(1000, 0, x) {
+                for g in s..e {
+                    let bit = 1u64 << (g - 1000);
+                    assert_eq!(seen & bit, 0);
+                    seen |= bit;
+                }
+            }
+            assert_eq!(seen, x);
+        }
     }
 }

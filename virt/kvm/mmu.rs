@@ -103,6 +103,11 @@ pub(crate) struct HostPage {
     seq: u64,
     /// The guest frame.
     pub(crate) gfn: u64,
+    /// The host virtual address of the frame's page.
+    pub(crate) hva: u64,
+    /// The memslot as the resolution found it (for the arch's huge-page
+    /// decision: its gfn and hva ranges).
+    pub(crate) slot: Memslot,
     /// The host page frame.
     pub(crate) pfn: usize,
     /// Whether the stage-2 mapping may be writable.
@@ -170,20 +175,20 @@ impl VmMmu {
     /// Fails with `EFAULT` when the slot's memory is not mapped in the host
     /// (upstream's `KVM_PFN_ERR_FAULT`), `EHWPOISON` for a poisoned page.
     pub(crate) fn resolve(&self, mm: &MmWithUser, gfn: u64, write: bool) -> Result<Resolution> {
-        let (seq, hva, slot_writable, dirty_logging) = {
+        let (seq, hva64, slot_writable, dirty_logging, slot) = {
             let st = self.state.lock();
             // Read the sequence before the slot and the page: see the
             // protocol in mmu_invalidate.rs.
             let seq = st.inv.seq();
             match st.slots.gfn_to_hva_prot(gfn) {
-                Some((hva, w, slot)) => (seq, hva, w, slot.dirty_tracking()),
+                Some((hva, w, slot)) => (seq, hva, w, slot.dirty_tracking(), *slot),
                 None => return Ok(Resolution::Mmio),
             }
         };
         if write && !slot_writable {
             return Ok(Resolution::Mmio);
         }
-        let hva = usize::try_from(hva).map_err(|_| EFAULT)?;
+        let hva = usize::try_from(hva64).map_err(|_| EFAULT)?;
         // Opportunistically writable for reads of writable slots, except
         // while dirty logging (which needs a write fault per page).
         let want_writable = write || (slot_writable && !dirty_logging);
@@ -191,6 +196,8 @@ impl VmMmu {
             return Ok(Resolution::Page(HostPage {
                 seq,
                 gfn,
+                hva: hva64,
+                slot,
                 pfn: page.pfn(),
                 writable: want_writable,
                 dirty_logging,
@@ -203,6 +210,8 @@ impl VmMmu {
                 return Ok(Resolution::Page(HostPage {
                     seq,
                     gfn,
+                    hva: hva64,
+                    slot,
                     pfn: page.pfn(),
                     writable: write,
                     dirty_logging,
@@ -227,6 +236,8 @@ impl VmMmu {
         Ok(Resolution::Page(HostPage {
             seq,
             gfn,
+            hva: hva64,
+            slot,
             pfn: entry.pfn,
             writable: entry.writable && slot_writable,
             dirty_logging,
@@ -250,6 +261,22 @@ impl VmMmu {
             return None;
         }
         Some(map(&mut st.stage2, page))
+    }
+
+    /// Write-protects the stage-2 mappings of `[gfn_start, gfn_end)` for
+    /// dirty logging (`kvm_arch_mmu_enable_log_dirty_pt_masked()`, the
+    /// write-protect of `kvm_arch_commit_memory_region()`). The TLB flush
+    /// is deferred: call [`Self::flush_wrprotected`] after the last one,
+    /// before the ioctl returns.
+    pub(crate) fn wrprotect(&self, gfn_start: u64, gfn_end: u64) {
+        Host::stage2_wrprotect(&mut self.state.lock().stage2, gfn_start, gfn_end);
+    }
+
+    /// Flushes the guest TLBs after [`Self::wrprotect`]
+    /// (`kvm_flush_remote_tlbs_memslot()`): afterwards every guest write to
+    /// a write-protected page faults.
+    pub(crate) fn flush_wrprotected(&self) {
+        Host::stage2_flush_wrprotected(&mut self.state.lock().stage2);
     }
 
     /// A memslot is being deleted or moved (`kvm_arch_flush_shadow_memslot()`
@@ -417,7 +444,15 @@ impl MmuNotifierOps for Notifier {
     }
 
     fn clear_flush_young(this: &Self, _mm: &Mm, start: usize, end: usize) -> bool {
-        this.for_each_gfn_range(start, end, Host::stage2_age)
+        // Young mappings are flushed, as upstream on riscv64 and arm64
+        // (no `CONFIG_KVM_ELIDE_TLB_FLUSH_IF_YOUNG`).
+        this.for_each_gfn_range(start, end, |s2, s, e| {
+            let young = Host::stage2_age(s2, s, e);
+            if young {
+                Host::stage2_flush_all(s2);
+            }
+            young
+        })
     }
 
     fn clear_young(this: &Self, _mm: &Mm, start: usize, end: usize) -> bool {

@@ -44,7 +44,7 @@ mod stats_fd;
 pub(crate) mod storage;
 pub(crate) mod uapi;
 mod vcpu;
-mod vm;
+pub(crate) mod vm;
 mod virt_cpu;
 pub(crate) mod vm_limits;
 

@@ -335,7 +335,20 @@ impl Vm {
             // A DELETE or MOVE failed after its slot was made INVALID.
             self.mmu.revalidate_slot(id);
         }
-        changed?;
+        let change = changed?;
+        // A slot that logs dirty pages starts write-protected, unless
+        // userspace asked for all-dirty bitmaps and protects as it clears
+        // them (`kvm_arch_commit_memory_region()`).
+        let logs = matches!(change, Some(c) if c != Change::Delete)
+            && mem.flags & memslot::KVM_MEM_LOG_DIRTY_PAGES != 0
+            && !slots.dirty_log_initially_set();
+        if logs {
+            // The id's low 16 bits (address space 0 is the only one).
+            if let Some(s) = slots.id_to_memslot(mem.slot as u16) {
+                self.mmu.wrprotect(s.base_gfn, s.end_gfn());
+                self.mmu.flush_wrprotected();
+            }
+        }
         Ok(0)
     }
 
@@ -373,9 +386,15 @@ impl Vm {
         let log: uapi::DirtyLog = read_user(arg)?;
         let mut words = KVVec::<u64>::new();
         let slots = self.slots.lock();
-        // No stage-2 mappings exist yet, so there is nothing to
-        // write-protect again and no TLB to flush.
-        slots.get_dirty_log(log.slot, &mut words, &mut |_: &Memslot, _, _| {})?;
+        // Without manual protection the pages reported dirty are
+        // write-protected again, and the TLBs flushed before the bitmap
+        // reaches userspace (`kvm_get_dirty_log_protect()`).
+        let done = slots.get_dirty_log(log.slot, &mut words, &mut |s: &Memslot, offset, mask| {
+            self.wrprotect_masked(s, offset, mask)
+        })?;
+        if done.flush {
+            self.mmu.flush_wrprotected();
+        }
         let bytes = AsBytes::as_bytes(words.as_slice());
         let user = usize::try_from(log.dirty_bitmap).map_err(|_| EFAULT)?;
         UserSlice::new(UserPtr::from_addr(user), bytes.len()).writer().write_slice(bytes)?;
@@ -405,8 +424,30 @@ impl Vm {
                 .map_err(|_| Errno::EFAULT)?;
             Ok(buf_ref.as_slice())
         };
-        self.slots.lock().clear_dirty_log(&req, read, &mut |_: &Memslot, _, _| {})?;
+        let done = self.slots.lock().clear_dirty_log(&req, read, &mut |s: &Memslot, offset, mask| {
+            self.wrprotect_masked(s, offset, mask)
+        })?;
+        if done.flush {
+            self.mmu.flush_wrprotected();
+        }
         Ok(0)
+    }
+
+    /// Write-protects the pages of `mask` (bit 0: page `offset` of `slot`)
+    /// again (`kvm_arch_mmu_enable_log_dirty_pt_masked()`); the caller
+    /// flushes.
+    fn wrprotect_masked(&self, slot: &Memslot, offset: u64, mask: u64) {
+        for (start, end) in dirty_log::mask_gfn_runs(slot.base_gfn, offset, mask) {
+            self.mmu.wrprotect(start, end);
+        }
+    }
+
+    /// `mark_page_dirty()`: a vCPU wrote guest frame `gfn` through a
+    /// writable stage-2 mapping it just installed; sets its bit if its slot
+    /// logs dirty pages. May sleep (takes `slots_lock`).
+    #[allow(dead_code)]
+    pub(crate) fn mark_page_dirty(&self, gfn: u64) {
+        self.slots.lock().mark_page_dirty(gfn);
     }
 
     /// `KVM_IOEVENTFD` (`kvm_ioeventfd()`): registration only; nothing

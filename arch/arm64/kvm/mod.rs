@@ -546,6 +546,13 @@ impl Arch for Host {
         false
     }
 
+    // Nothing is mapped, so nothing to write-protect or flush.
+    fn stage2_flush_all(_s2: &mut ()) {}
+
+    fn stage2_wrprotect(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) {}
+
+    fn stage2_flush_wrprotected(_s2: &mut ()) {}
+
     fn intc_initialized() -> bool {
         // `vgic_initialized(kvm)`: kvm_rs has no vGIC yet.
         false

@@ -10,6 +10,10 @@
 //!
 //! # For the run loop
 //!
+//! `stage2.rs` does all of the following for each VM ([`VmStage2`]); the run
+//! loop only calls `stage2::prepare_entry()` and `stage2::gstage_fault()`.
+//! What it does:
+//!
 //! - VM creation: `let mut pt = PageTables::new();
 //!   let g = VmGStage::new(&mut pt, mode)?` (may sleep; `mode` from the
 //!   VM's GPA bits, `Mode::from_levels`), and a [`VmVmid::new`].
@@ -29,6 +33,7 @@
 //! - VM destruction: `g.destroy(&mut pt)` once no vCPU can run.
 //!
 //! [`VmVmid::new`]: super::vmid::VmVmid::new
+//! [`VmStage2`]: super::stage2::VmStage2
 
 use super::{
     csr,
@@ -83,7 +88,7 @@ const GFP_ACCOUNT: bindings::gfp_t = bindings::GFP_KERNEL_ACCOUNT & !bindings::G
 ///
 /// Needs a patch: `rust/kernel` has no `__pa`/`__va` (or `Page::phys()`)
 /// for a module; this reads the exported `kernel_map` instead.
-fn va_pa_offset() -> u64 {
+pub(crate) fn va_pa_offset() -> u64 {
     // SAFETY: `kernel_map` is set up during early boot and only read after.
     let offset = unsafe { core::ptr::addr_of!(bindings::kernel_map.va_pa_offset).read() };
     offset as u64
@@ -157,7 +162,15 @@ impl PageTables {
     /// Fills the cache (`GFP_KERNEL_ACCOUNT`, may sleep): call it before
     /// taking the MMU lock, as upstream's `kvm_mmu_topup_memory_cache()`.
     pub(crate) fn topup(&mut self) -> Result<(), Errno> {
-        while self.len < CACHE_TABLES {
+        self.topup_to(CACHE_TABLES)
+    }
+
+    /// Fills the cache up to `n` tables (at most its capacity), as
+    /// [`Self::topup`]: a fault needs at most one table per level below
+    /// the root of the VM's mode.
+    pub(crate) fn topup_to(&mut self, n: usize) -> Result<(), Errno> {
+        let n = n.min(CACHE_TABLES);
+        while self.len < n {
             let t = alloc_zeroed(TABLE_SIZE, bindings::GFP_KERNEL_ACCOUNT)?;
             if let Some(slot) = self.cache.get_mut(self.len) {
                 *slot = Some(t);
@@ -165,6 +178,29 @@ impl PageTables {
             }
         }
         Ok(())
+    }
+
+    /// Moves cached tables from `other` into this cache until it holds `n`
+    /// (at most its capacity) or `other` is empty. Never allocates or
+    /// sleeps: a fault keeps the VM's spare tables this way instead of
+    /// freeing and allocating them again.
+    pub(crate) fn refill_from(&mut self, other: &mut PageTables, n: usize) {
+        let n = n.min(CACHE_TABLES);
+        while self.len < n && other.len > 0 {
+            other.len -= 1;
+            let Some(t) = other.cache.get_mut(other.len).and_then(Option::take) else {
+                continue;
+            };
+            match self.cache.get_mut(self.len) {
+                Some(slot) => {
+                    *slot = Some(t);
+                    self.len += 1;
+                }
+                // Not reachable (`len < n <= CACHE_TABLES`); never leak.
+                // SAFETY: `t` was a live cached table, now owned here only.
+                None => unsafe { free_zeroed(t, TABLE_SIZE) },
+            }
+        }
     }
 
     /// Tables in the cache.
@@ -343,6 +379,156 @@ pub(crate) fn vmid_update(vm: &VmVmid) -> Update {
     VMIDS.update(vm, flush_all_cpus)
 }
 
+/// Guest-memory access from HS-mode for the KUnit tests of the G-stage
+/// (`mmu.rs`, `stage2.rs`).
+#[cfg(CONFIG_KUNIT = "y")]
+pub(crate) mod guest_mem {
+    use super::*;
+
+    // The hardware check: `hlv.d`/`hsv.d` from HS-mode access guest
+    // physical memory through `hgatp` (with `vsatp` Bare), so the CPU
+    // itself walks the tables built here.
+
+    core::arch::global_asm!(
+        ".pushsection .text.kvm_rs_gstage_test_trap, \"ax\", @progbits",
+        ".balign 4",
+        ".globl kvm_rs_gstage_test_trap",
+        "kvm_rs_gstage_test_trap:",
+        // The faulting `hlv.d`/`hsv.d` is 4 bytes: skip it, and store
+        // scause and htval at a0.
+        "csrr a1, sepc",
+        "addi a1, a1, 4",
+        "csrw sepc, a1",
+        "csrr a1, scause",
+        "sd a1, 0(a0)",
+        "csrr a1, 0x643", // htval
+        "sd a1, 8(a0)",
+        "sret",
+        ".popsection",
+    );
+
+    extern "C" {
+        /// The trap stub above; only ever jumped to through `stvec`.
+        fn kvm_rs_gstage_test_trap();
+    }
+
+    /// `vsatp`.
+    pub(crate) const CSR_VSATP: u32 = 0x280;
+    /// `hgatp`.
+    pub(crate) const CSR_HGATP: u32 = 0x680;
+    /// Load guest-page fault.
+    pub(crate) const LOAD_GUEST_PAGE_FAULT: u64 = 21;
+    /// Store/AMO guest-page fault.
+    pub(crate) const STORE_GUEST_PAGE_FAULT: u64 = 23;
+
+    /// Loads (`store` is `None`) or stores 8 bytes at guest physical `gpa`
+    /// through `hgatp_value`, as a guest with `vsatp` Bare would. Returns
+    /// the value loaded and the `(scause, htval)` of a trap (0, 0 if none).
+    pub(crate) fn guest_access(hgatp_value: u64, gpa: u64, store: Option<u64>) -> (u64, u64, u64) {
+        let mut trap = [0u64; 2];
+        let mut value = 0u64;
+        let stub = kvm_rs_gstage_test_trap as *const () as usize;
+        let _irqs_off = kernel::interrupt::local_interrupt_disable();
+        // SAFETY: Interrupts are off and no guest runs on this hart, so
+        // borrowing stvec, vsatp and hgatp is invisible to the rest of the
+        // kernel: all three are restored and the G-stage TLB flushed before
+        // the block ends. The only trap expected is a guest-page fault of
+        // the access, which the stub records in `trap` (a0, kept live) and
+        // skips; the tables at `hgatp_value` are built by the caller and
+        // map only memory the caller owns.
+        unsafe {
+            match store {
+                None => core::arch::asm!(
+                    "csrrw {stvec}, stvec, {stub}",
+                    "csrrw {vsatp}, {csr_vsatp}, zero",
+                    "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
+                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                    ".insn r 0x73, 4, 0x36, {value}, {gpa}, x0", // hlv.d value, (gpa)
+                    "csrw {csr_hgatp}, {hgatp}",
+                    "csrw {csr_vsatp}, {vsatp}",
+                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                    "csrw stvec, {stvec}",
+                    stub = in(reg) stub,
+                    stvec = out(reg) _,
+                    vsatp = out(reg) _,
+                    hgatp = inout(reg) hgatp_value => _,
+                    value = inout(reg) value,
+                    gpa = in(reg) gpa,
+                    csr_vsatp = const CSR_VSATP,
+                    csr_hgatp = const CSR_HGATP,
+                    in("a0") trap.as_mut_ptr(),
+                    out("a1") _,
+                    options(nostack),
+                ),
+                Some(v) => core::arch::asm!(
+                    "csrrw {stvec}, stvec, {stub}",
+                    "csrrw {vsatp}, {csr_vsatp}, zero",
+                    "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
+                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                    ".insn r 0x73, 4, 0x37, x0, {gpa}, {v}", // hsv.d v, (gpa)
+                    "csrw {csr_hgatp}, {hgatp}",
+                    "csrw {csr_vsatp}, {vsatp}",
+                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                    "csrw stvec, {stvec}",
+                    stub = in(reg) stub,
+                    stvec = out(reg) _,
+                    vsatp = out(reg) _,
+                    hgatp = inout(reg) hgatp_value => _,
+                    gpa = in(reg) gpa,
+                    v = in(reg) v,
+                    csr_vsatp = const CSR_VSATP,
+                    csr_hgatp = const CSR_HGATP,
+                    in("a0") trap.as_mut_ptr(),
+                    out("a1") _,
+                    options(nostack),
+                ),
+            }
+        }
+        (value, trap[0], trap[1])
+    }
+
+    /// The pattern a test page holds at byte offset `off`.
+    pub(crate) fn pattern(pa: u64, off: u64) -> u64 {
+        0xa5a5_0000_0000_0000 ^ (pa + off)
+    }
+
+    /// A zeroed 4K page with [`pattern`], freed on drop.
+    pub(crate) struct DataPage(TablePa);
+
+    impl DataPage {
+        pub(crate) fn new() -> Result<Self> {
+            let t = alloc_zeroed(TABLE_SIZE, bindings::GFP_KERNEL).map_err(|_| ENOMEM)?;
+            let p = DataPage(t);
+            for i in 0..512 {
+                p.set(i, pattern(t.addr(), i * 8));
+            }
+            Ok(p)
+        }
+
+        pub(crate) fn pa(&self) -> u64 {
+            self.0.addr()
+        }
+
+        pub(crate) fn get(&self, i: u64) -> u64 {
+            // SAFETY: The page is live, `i < 512`.
+            unsafe { entry(self.0, i as usize) }.load(Ordering::Relaxed)
+        }
+
+        pub(crate) fn set(&self, i: u64, v: u64) {
+            // SAFETY: The page is live, `i < 512`.
+            unsafe { entry(self.0, i as usize) }.store(v, Ordering::Relaxed)
+        }
+    }
+
+    impl Drop for DataPage {
+        fn drop(&mut self) {
+            // SAFETY: Allocated by `alloc_zeroed(TABLE_SIZE)`; its mapping is
+            // gone (the tree is destroyed before the page is dropped).
+            unsafe { free_zeroed(self.0, TABLE_SIZE) };
+        }
+    }
+}
+
 #[kunit_tests(kvm_rs_riscv_gstage)]
 mod gstage_tests {
     use super::super::gstage::{
@@ -504,148 +690,7 @@ mod gstage_tests {
         flush_all_cpus();
     }
 
-    // The hardware check: `hlv.d`/`hsv.d` from HS-mode access guest
-    // physical memory through `hgatp` (with `vsatp` Bare), so the CPU
-    // itself walks the tables built here.
-
-    core::arch::global_asm!(
-        ".pushsection .text.kvm_rs_gstage_test_trap, \"ax\", @progbits",
-        ".balign 4",
-        ".globl kvm_rs_gstage_test_trap",
-        "kvm_rs_gstage_test_trap:",
-        // The faulting `hlv.d`/`hsv.d` is 4 bytes: skip it, and store
-        // scause and htval at a0.
-        "csrr a1, sepc",
-        "addi a1, a1, 4",
-        "csrw sepc, a1",
-        "csrr a1, scause",
-        "sd a1, 0(a0)",
-        "csrr a1, 0x643", // htval
-        "sd a1, 8(a0)",
-        "sret",
-        ".popsection",
-    );
-
-    extern "C" {
-        /// The trap stub above; only ever jumped to through `stvec`.
-        fn kvm_rs_gstage_test_trap();
-    }
-
-    /// `vsatp`.
-    const CSR_VSATP: u32 = 0x280;
-    /// `hgatp`.
-    const CSR_HGATP: u32 = 0x680;
-    /// Load guest-page fault.
-    const LOAD_GUEST_PAGE_FAULT: u64 = 21;
-    /// Store/AMO guest-page fault.
-    const STORE_GUEST_PAGE_FAULT: u64 = 23;
-
-    /// Loads (`store` is `None`) or stores 8 bytes at guest physical `gpa`
-    /// through `hgatp_value`, as a guest with `vsatp` Bare would. Returns
-    /// the value loaded and the `(scause, htval)` of a trap (0, 0 if none).
-    fn guest_access(hgatp_value: u64, gpa: u64, store: Option<u64>) -> (u64, u64, u64) {
-        let mut trap = [0u64; 2];
-        let mut value = 0u64;
-        let stub = kvm_rs_gstage_test_trap as *const () as usize;
-        let _irqs_off = kernel::interrupt::local_interrupt_disable();
-        // SAFETY: Interrupts are off and no guest runs on this hart, so
-        // borrowing stvec, vsatp and hgatp is invisible to the rest of the
-        // kernel: all three are restored and the G-stage TLB flushed before
-        // the block ends. The only trap expected is a guest-page fault of
-        // the access, which the stub records in `trap` (a0, kept live) and
-        // skips; the tables at `hgatp_value` are built by the caller and
-        // map only memory the caller owns.
-        unsafe {
-            match store {
-                None => core::arch::asm!(
-                    "csrrw {stvec}, stvec, {stub}",
-                    "csrrw {vsatp}, {csr_vsatp}, zero",
-                    "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
-                    ".insn r 0x73, 4, 0x36, {value}, {gpa}, x0", // hlv.d value, (gpa)
-                    "csrw {csr_hgatp}, {hgatp}",
-                    "csrw {csr_vsatp}, {vsatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
-                    "csrw stvec, {stvec}",
-                    stub = in(reg) stub,
-                    stvec = out(reg) _,
-                    vsatp = out(reg) _,
-                    hgatp = inout(reg) hgatp_value => _,
-                    value = inout(reg) value,
-                    gpa = in(reg) gpa,
-                    csr_vsatp = const CSR_VSATP,
-                    csr_hgatp = const CSR_HGATP,
-                    in("a0") trap.as_mut_ptr(),
-                    out("a1") _,
-                    options(nostack),
-                ),
-                Some(v) => core::arch::asm!(
-                    "csrrw {stvec}, stvec, {stub}",
-                    "csrrw {vsatp}, {csr_vsatp}, zero",
-                    "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
-                    ".insn r 0x73, 4, 0x37, x0, {gpa}, {v}", // hsv.d v, (gpa)
-                    "csrw {csr_hgatp}, {hgatp}",
-                    "csrw {csr_vsatp}, {vsatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
-                    "csrw stvec, {stvec}",
-                    stub = in(reg) stub,
-                    stvec = out(reg) _,
-                    vsatp = out(reg) _,
-                    hgatp = inout(reg) hgatp_value => _,
-                    gpa = in(reg) gpa,
-                    v = in(reg) v,
-                    csr_vsatp = const CSR_VSATP,
-                    csr_hgatp = const CSR_HGATP,
-                    in("a0") trap.as_mut_ptr(),
-                    out("a1") _,
-                    options(nostack),
-                ),
-            }
-        }
-        (value, trap[0], trap[1])
-    }
-
-    /// The pattern a test page holds at byte offset `off`.
-    fn pattern(pa: u64, off: u64) -> u64 {
-        0xa5a5_0000_0000_0000 ^ (pa + off)
-    }
-
-    /// A zeroed 4K page with [`pattern`], freed on drop.
-    struct DataPage(TablePa);
-
-    impl DataPage {
-        fn new() -> Result<Self> {
-            let t = alloc_zeroed(TABLE_SIZE, bindings::GFP_KERNEL).map_err(|_| ENOMEM)?;
-            let p = DataPage(t);
-            for i in 0..512 {
-                p.set(i, pattern(t.addr(), i * 8));
-            }
-            Ok(p)
-        }
-
-        fn pa(&self) -> u64 {
-            self.0.addr()
-        }
-
-        fn get(&self, i: u64) -> u64 {
-            // SAFETY: The page is live, `i < 512`.
-            unsafe { entry(self.0, i as usize) }.load(Ordering::Relaxed)
-        }
-
-        fn set(&self, i: u64, v: u64) {
-            // SAFETY: The page is live, `i < 512`.
-            unsafe { entry(self.0, i as usize) }.store(v, Ordering::Relaxed)
-        }
-    }
-
-    impl Drop for DataPage {
-        fn drop(&mut self) {
-            // SAFETY: Allocated by `alloc_zeroed(TABLE_SIZE)`; its mapping is
-            // gone (the tree is destroyed before the page is dropped).
-            unsafe { free_zeroed(self.0, TABLE_SIZE) };
-        }
-    }
+    use super::guest_mem::*;
 
     #[test]
     fn hardware_walks_the_tables() -> Result {

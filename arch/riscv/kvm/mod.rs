@@ -17,11 +17,13 @@
 mod cpu_enable;
 mod csr;
 pub(crate) mod gstage;
+pub(crate) mod hugemap;
 pub(crate) mod insn;
 mod kunit;
 pub(crate) mod mmu;
 pub(crate) mod regs;
 pub(crate) mod sbi;
+pub(crate) mod stage2;
 pub(crate) mod vmid;
 
 use crate::kvm::{
@@ -330,22 +332,35 @@ impl Arch for Host {
         cpu_enable::disable_this_hart();
     }
 
-    // No stage-2 tables yet (the G-stage comes with the riscv world switch): nothing is ever
-    // mapped, so there is nothing to unmap or age.
-    type Stage2 = ();
+    // The VM's G-stage tables, page cache and VMID (`stage2.rs`).
+    type Stage2 = stage2::VmStage2;
 
-    fn stage2_new(_gpa_bits: u32) -> Result<(), Errno> {
-        Ok(())
+    fn stage2_new(gpa_bits: u32) -> Result<stage2::VmStage2, Errno> {
+        stage2::VmStage2::new(gpa_bits)
     }
 
-    fn stage2_unmap(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) {}
-
-    fn stage2_age(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) -> bool {
-        false
+    fn stage2_unmap(s2: &mut stage2::VmStage2, gfn_start: u64, gfn_end: u64) {
+        s2.unmap(gfn_start, gfn_end);
     }
 
-    fn stage2_test_age(_s2: &(), _gfn_start: u64, _gfn_end: u64) -> bool {
-        false
+    fn stage2_age(s2: &mut stage2::VmStage2, gfn_start: u64, gfn_end: u64) -> bool {
+        s2.age(gfn_start, gfn_end)
+    }
+
+    fn stage2_test_age(s2: &stage2::VmStage2, gfn_start: u64, gfn_end: u64) -> bool {
+        s2.test_age(gfn_start, gfn_end)
+    }
+
+    fn stage2_flush_all(s2: &mut stage2::VmStage2) {
+        s2.flush_all();
+    }
+
+    fn stage2_wrprotect(s2: &mut stage2::VmStage2, gfn_start: u64, gfn_end: u64) {
+        s2.wrprotect(gfn_start, gfn_end);
+    }
+
+    fn stage2_flush_wrprotected(s2: &mut stage2::VmStage2) {
+        s2.flush_wrprotected();
     }
 
     fn intc_initialized() -> bool {

@@ -15,3 +15,6 @@ pub mod gstage;
 
 #[path = "../../../arch/riscv/kvm/vmid.rs"]
 pub mod vmid;
+
+#[path = "../../../arch/riscv/kvm/hugemap.rs"]
+pub mod hugemap;
