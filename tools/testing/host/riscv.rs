@@ -15,3 +15,12 @@ pub mod gstage;
 
 #[path = "../../../arch/riscv/kvm/vmid.rs"]
 pub mod vmid;
+
+#[path = "../../../arch/riscv/kvm/regs.rs"]
+pub mod regs;
+
+#[path = "../../../arch/riscv/kvm/isa.rs"]
+pub mod isa;
+
+#[path = "../../../arch/riscv/kvm/onereg.rs"]
+pub mod onereg;
