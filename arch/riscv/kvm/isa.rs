@@ -255,6 +255,7 @@ impl ExtSet {
     pub(crate) const EMPTY: ExtSet = ExtSet(0);
 
     /// The set of `ids` (ids at or above [`ISA_EXT_MAX`] are ignored).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn of(ids: &[usize]) -> ExtSet {
         let mut s = ExtSet::EMPTY;
         for &e in ids {
@@ -382,6 +383,7 @@ impl VcpuIsa {
     }
 
     /// The extensions enabled.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) const fn exts(&self) -> ExtSet {
         self.exts
     }

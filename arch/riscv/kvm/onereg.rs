@@ -508,7 +508,8 @@ impl RegAccess<'_> {
             timer::FREQUENCY => self.host.timebase,
             timer::TIME => guest_time(self.now, *self.time_delta),
             timer::COMPARE => t.next_cycles,
-            _ => u64::from(t.started),
+            timer::STATE => u64::from(t.started),
+            _ => return Err(Errno::ENOENT),
         })
     }
 
@@ -527,7 +528,7 @@ impl RegAccess<'_> {
             timer::FREQUENCY => {}
             timer::TIME => *self.time_delta = v.wrapping_sub(self.now),
             timer::COMPARE => t.next_cycles = v,
-            _ if v == 1 => {
+            timer::STATE if v == 1 => {
                 if !self.host.isa.has(isa::id::SSTC) {
                     // kvm_riscv_vcpu_update_hrtimer(): the VS timer
                     // interrupt is withdrawn and the timer armed.
@@ -535,12 +536,13 @@ impl RegAccess<'_> {
                     t.started = true;
                 }
             }
-            _ => {
+            timer::STATE => {
                 if !t.started {
                     return Err(Errno::EINVAL);
                 }
                 t.started = false;
             }
+            _ => return Err(Errno::ENOENT),
         }
         Ok(())
     }
