@@ -1053,6 +1053,32 @@ mod tests {
         want.push(U64 | SBI_STATE);
         want.push(U64 | SBI_STATE | 1);
         assert_eq!(l, want);
+        // Type, subtype and number only grow (sizes vary: FP F, FP D fcsr).
+        let keys: Vec<u64> = l.iter().map(|id| id & !KVM_REG_SIZE_MASK).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn list_follows_the_vcpu_isa() {
+        let mut f = Fixture::new();
+        f.host.isa.exts.insert(id::SSAIA);
+        f.host.isa.exts.insert(id::SMSTATEEN);
+        f.host.isa.exts.insert(id::ZICFISS);
+        f.config = VcpuConfig::new(&f.host, 0, 0, 0);
+        let n = f.list().len();
+        let csrs: Vec<u64> = f.list().into_iter().filter(|id| id & TYPE_MASK == CSR).collect();
+        assert_eq!(csrs.len(), 11 + 7 + 1 + 1);
+        assert_eq!(csrs[19], U64 | CSR | CSR_ZICFISS);
+        // Disabling an extension hides its registers but not its ISA_EXT one.
+        assert_eq!(f.set(U64 | ISA_EXT | id::SMSTATEEN as u64, 0), Ok(8));
+        assert_eq!(f.set(U64 | ISA_EXT | id::ZICFISS as u64, 0), Ok(8));
+        assert_eq!(f.set(U64 | ISA_EXT | ISA_MULTI_DIS, 1 << id::F | 1 << id::D), Ok(8));
+        assert_eq!(f.list().len(), n - 2 - 66);
+        assert_eq!(f.get(U64 | CSR | CSR_ZICFISS), Err(Errno::ENOENT));
+        assert_eq!(f.get64(U64 | ISA_EXT | id::ZICFISS as u64), Ok(0));
+        // Ssaia can go: the host has Smstateen.
+        assert_eq!(f.set(U64 | ISA_EXT | id::SSAIA as u64, 0), Ok(8));
+        assert!(!f.list().iter().any(|id| id & (TYPE_MASK | SUBTYPE_MASK) == CSR | CSR_AIA));
     }
 
     #[test]
