@@ -116,10 +116,12 @@ impl GuestCore {
         u64::from(self.sstatus & SSTATUS_SPP != 0)
     }
 
-    /// Sets the guest mode from a mode value; `false` for anything but 0 or
-    /// 1. (ONE_REG does not use this: upstream's `KVM_REG_RISCV_CORE_REG(mode)`
+    /// Sets the guest mode from a mode value; `false` for anything but U (0)
+    /// or S (1).
+    ///
+    /// ONE_REG does not use this: upstream's `KVM_REG_RISCV_CORE_REG(mode)`
     /// takes any value other than `KVM_RISCV_MODE_S` as U-mode without an
-    /// error; see `onereg.rs`.)
+    /// error (see `onereg.rs`).
     pub(crate) fn set_mode(&mut self, mode: u64) -> bool {
         match mode {
             1 => self.sstatus |= SSTATUS_SPP,
