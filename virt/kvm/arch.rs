@@ -231,8 +231,8 @@ pub(crate) trait Arch {
     ///   (`_FP_F`/`_FP_D`), ISA extensions (`_ISA_EXT`: single, multi
     ///   enable/disable), SBI extensions (`_SBI_EXT`) and SBI state
     ///   (`_SBI_STATE`), vector (`_VECTOR`, up to `vlenb` bytes). kvm_rs has
-    ///   `satp_mode` only so far (the rest comes with the riscv64 register
-    ///   work).
+    ///   them all but vector (V is not offered) and the SBI PMU/FWFT
+    ///   extensions (`arch/riscv/kvm/onereg.rs`).
     /// - arm64 (`kvm_arm_get_reg()`): `EINVAL` for a non-arm64 id; core
     ///   registers (`KVM_REG_ARM_CORE`: `ENOENT` past `struct kvm_regs`,
     ///   `EINVAL` for a size that does not match the field), firmware
@@ -252,8 +252,9 @@ pub(crate) trait Arch {
     /// system registers always read 8 bytes first), at the point upstream
     /// copies, so that errors come in upstream's order.
     ///
-    /// - riscv64 (`kvm_riscv_vcpu_set_reg()`): as for get; `satp_mode` may
-    ///   only be set to its current value.
+    /// - riscv64 (`kvm_riscv_vcpu_set_reg()`): as for get; the ISA, machine
+    ///   ids and SBI extensions only before the first `KVM_RUN` (`EBUSY`),
+    ///   `satp_mode` and `frequency` only to their current value.
     /// - arm64 (`kvm_arm_set_reg()`): as for get; core registers check
     ///   PSTATE's mode, system registers check their writable fields (ID
     ///   registers: no feature beyond the sanitised host value), firmware
@@ -270,9 +271,9 @@ pub(crate) trait Arch {
     /// listed id must be readable with [`Arch::get_one_reg`].
     ///
     /// - riscv64 (`kvm_riscv_vcpu_copy_reg_indices()`): config, core, CSR
-    ///   (general, then AIA/Smstateen if present), timer, FP F/D (if the
-    ///   extension is enabled), vector, ISA extensions, SBI extensions, SBI
-    ///   state. kvm_rs lists `satp_mode` only so far.
+    ///   (general, then AIA/Smstateen/Zicfiss if present), timer, FP F/D (if
+    ///   the extension is enabled), vector, ISA extensions, SBI extensions,
+    ///   SBI state.
     /// - arm64 (`kvm_arm_copy_reg_indices()`): core registers (`struct
     ///   kvm_regs` in offset order, vregs as U128), SVE (none: not
     ///   offered), firmware registers, the visible system registers in

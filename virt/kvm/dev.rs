@@ -186,9 +186,8 @@ mod tests {
                     uapi::KVM_CAP_SYNC_MMU, 100_000] {
             assert_eq!(ask(cap), Ok(0));
         }
-        // ONE_REG: arm64 has its registers; riscv64 only satp_mode so far.
-        let one_reg = if cfg!(CONFIG_ARM64) { 1 } else { 0 };
-        assert_eq!(ask(uapi::KVM_CAP_ONE_REG), Ok(one_reg));
+        // ONE_REG: both arches have their registers.
+        assert_eq!(ask(uapi::KVM_CAP_ONE_REG), Ok(1));
         assert_eq!(abi::dev_ioctl(&HostSys, abi::KVM_CHECK_EXTENSION, usize::MAX), Ok(0));
     }
 

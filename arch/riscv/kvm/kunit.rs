@@ -431,3 +431,164 @@ mod sbi_tests {
         assert_eq!(answered, 2 * 18 * 10 * 5);
     }
 }
+
+/// The ONE_REG logic (`isa.rs`, `onereg.rs`) on a host like the bench's
+/// (imafdch, Sstc, Svadu, Zicbom, Sscofpmf; no Ssaia): a representative
+/// subset of the host tests, with the kernel's `core`.
+#[kunit_tests(kvm_rs_riscv_onereg)]
+mod onereg_tests {
+    use super::super::isa::{id, ExtSet, HostIsa, IsaChange, VcpuIsa};
+    use super::super::onereg::{
+        config, csr, for_each_reg, fp_reset, initial_time_delta, timer, HostFacts, RegAccess, VcpuConfig, CONFIG,
+        CORE, CSR, FP_D, FP_F, ISA_EXT, KVM_REG_RISCV, SBI_EXT, SBI_STATE, TIMER, TYPE_MASK,
+    };
+    use super::super::regs::{VcpuRegs, SSTATUS_FS, SSTATUS_FS_INITIAL};
+    use super::super::sbi::{SbiContext, SbiExt};
+    use super::CONFIG as SBI_CONFIG;
+    use crate::kvm::abi::Errno;
+    use crate::kvm::one_reg::{reg_size, KVM_REG_SIZE_U32, KVM_REG_SIZE_U64};
+    use kernel::prelude::*;
+
+    const U64: u64 = KVM_REG_RISCV | KVM_REG_SIZE_U64;
+    const U32: u64 = KVM_REG_RISCV | KVM_REG_SIZE_U32;
+
+    fn host() -> HostFacts {
+        let mut exts = ExtSet::EMPTY;
+        for e in [id::A, id::C, id::D, id::F, id::H, id::I, id::M, id::SSTC, id::SVADU, id::ZICBOM, id::SSCOFPMF] {
+            exts.insert(e);
+        }
+        HostFacts {
+            isa: HostIsa { exts, base: 0x11ad, v_user_allowed: false },
+            satp_mode: 9,
+            timebase: 10_000_000,
+            cbom_block_size: 64,
+            cboz_block_size: 0,
+            cbop_block_size: 0,
+        }
+    }
+
+    struct Vcpu {
+        host: HostFacts,
+        regs: VcpuRegs,
+        config: VcpuConfig,
+        sbi: SbiContext,
+        ran: bool,
+        delta: u64,
+    }
+
+    impl Vcpu {
+        fn new() -> Vcpu {
+            let host = host();
+            let config = VcpuConfig::new(&host, 1, 2, 3);
+            let mut regs = VcpuRegs::reset();
+            fp_reset(&mut regs, &config.isa);
+            Vcpu { host, regs, config, sbi: SbiContext::new(SBI_CONFIG), ran: false, delta: initial_time_delta(50) }
+        }
+
+        fn access(&mut self) -> RegAccess<'_> {
+            RegAccess {
+                host: &self.host,
+                regs: &mut self.regs,
+                config: &mut self.config,
+                sbi: &mut self.sbi,
+                ran: self.ran,
+                time_delta: &mut self.delta,
+                now: 100,
+            }
+        }
+
+        fn get(&mut self, id: u64) -> Result<u64, Errno> {
+            let mut out = None;
+            self.access().get(id, |b| {
+                let mut a = [0u8; 8];
+                a.get_mut(..b.len()).ok_or(Errno::E2BIG)?.copy_from_slice(b);
+                out = Some((u64::from_ne_bytes(a), b.len()));
+                Ok(())
+            })?;
+            match out {
+                Some((v, n)) if n == reg_size(id) => Ok(v),
+                _ => Err(Errno::EIO),
+            }
+        }
+
+        fn set(&mut self, id: u64, v: u64) -> Result<(), Errno> {
+            let b = v.to_ne_bytes();
+            self.access().set(id, |dst| {
+                dst.copy_from_slice(b.get(..dst.len()).ok_or(Errno::E2BIG)?);
+                Ok(())
+            })
+        }
+    }
+
+    #[test]
+    fn isa_rules() {
+        let host = host();
+        let mut isa = VcpuIsa::new(&host.isa);
+        assert!(!isa.has(id::H) && !isa.has(id::SSCOFPMF) && isa.has(id::SVADU));
+        assert_eq!(isa.base(), 0x112d);
+        assert_eq!(isa.set_single(id::A as u64, 0, &host.isa, false), Err(Errno::EINVAL));
+        assert_eq!(isa.set_single(id::SSCOFPMF as u64, 1, &host.isa, false), Err(Errno::EINVAL));
+        assert_eq!(isa.set_single(id::D as u64, 0, &host.isa, true), Err(Errno::EBUSY));
+        assert_eq!(isa.set_single(id::D as u64, 0, &host.isa, false), Ok(IsaChange::FpReset));
+        assert_eq!(isa.set_single(id::ZICBOZ as u64, 0, &host.isa, false), Err(Errno::ENOENT));
+        assert_eq!(isa.set_base(1 << 25, &host.isa, false), Err(Errno::EINVAL));
+        assert_eq!(isa.set_base(0, &host.isa, false), Ok(IsaChange::FpReset));
+        assert_eq!(isa.base(), 0x1105);
+        assert_eq!(isa.set_multi(0, u64::MAX, true, &host.isa, false), Ok(IsaChange::FpReset));
+        assert_eq!(isa.base(), 0x112d);
+        assert_eq!(isa.get_multi(2, &host.isa), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn registers() {
+        let mut v = Vcpu::new();
+        assert_eq!(v.get(U64 | CONFIG | config::SATP_MODE), Ok(9));
+        assert_eq!(v.get(U64 | CONFIG | config::MIMPID), Ok(3));
+        assert_eq!(v.set(U64 | CORE | 10, 0xabc), Ok(()));
+        assert_eq!(v.regs.core.x[10], 0xabc);
+        assert_eq!(v.get(U64 | CORE | 33), Err(Errno::ENOENT));
+        assert_eq!(v.set(U64 | CSR | csr::SIP, u64::MAX), Ok(()));
+        assert_eq!(v.get(U64 | CSR | csr::SIP), Ok(0x2222));
+        assert_eq!(v.get(U64 | TIMER | timer::TIME), Ok(50));
+        assert_eq!(v.get(U32 | TIMER), Err(Errno::EINVAL));
+        assert_eq!(v.set(U64 | FP_D | 1, 0x1_0000_0002), Ok(()));
+        assert_eq!(v.get(U32 | FP_F | 3), Ok(1));
+        assert_eq!(v.set(U64 | ISA_EXT | id::F as u64, 0), Ok(()));
+        assert_eq!(v.set(U64 | ISA_EXT | id::D as u64, 0), Ok(()));
+        assert_eq!(v.regs.core.sstatus & SSTATUS_FS, 0);
+        assert_eq!(v.get(U32 | FP_F), Err(Errno::ENOENT));
+        assert_eq!(v.set(U64 | CONFIG, 0x112d), Ok(()));
+        assert_eq!(v.regs.core.sstatus & SSTATUS_FS, SSTATUS_FS_INITIAL);
+        v.ran = true;
+        assert_eq!(v.set(U64 | CONFIG, 0x1105), Err(Errno::EBUSY));
+        assert_eq!(v.set(U64 | SBI_EXT | SbiExt::Dbcn as u64, 1), Err(Errno::EBUSY));
+        assert_eq!(v.get(U64 | 0xff00_0000), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn list_order_and_round_trip() -> Result {
+        let mut v = Vcpu::new();
+        let mut ids = KVec::new();
+        for_each_reg(&v.host, &v.config, &v.sbi, &mut |id| ids.push(id, GFP_KERNEL).map_err(|_| Errno::ENOMEM))
+            .map_err(|_| EINVAL)?;
+        // 8 config, 33 core, 11 CSR, 4 timer, 33 F, 33 D, 11 ISA, 12 SBI, 2 STA.
+        assert_eq!(ids.len(), 8 + 33 + 11 + 4 + 33 + 33 + 11 + 12 + 2);
+        let ty = |i: usize| ids.get(i).map(|id| id & TYPE_MASK);
+        assert_eq!((ty(0), ty(8), ty(41), ty(52), ty(56), ty(89), ty(122), ty(133), ty(145)),
+                   (Some(CONFIG), Some(CORE), Some(CSR), Some(TIMER), Some(FP_F), Some(FP_D), Some(ISA_EXT),
+                    Some(SBI_EXT), Some(SBI_STATE)));
+        let mut prev = 0;
+        for &id in ids.iter() {
+            // Upstream's order: increasing ids once the size is masked
+            // (type, subtype, number).
+            let key = id & !crate::kvm::one_reg::KVM_REG_SIZE_MASK;
+            assert!(key > prev);
+            prev = key;
+            let val = v.get(id).map_err(|_| EINVAL)?;
+            if id != U64 | TIMER | timer::STATE {
+                assert_eq!(v.set(id, val), Ok(()));
+            }
+        }
+        Ok(())
+    }
+}

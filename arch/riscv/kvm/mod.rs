@@ -13,14 +13,20 @@
 //! - `csr`: hypervisor CSRs, `hgatp` probes and `hfence.gvma`.
 //! - [`regs`]: the vCPU register state shared by the world switch and
 //!   ONE_REG.
+//! - [`isa`] and [`onereg`] (pure, host-tested): the vCPU's ISA extensions
+//!   and their rules, and `KVM_GET/SET_ONE_REG`/`KVM_GET_REG_LIST`;
+//!   `hostinfo`: the host facts they need (ISA, timebase, ...).
 
 mod cpu_enable;
 mod csr;
 pub(crate) mod gstage;
 pub(crate) mod hugemap;
+mod hostinfo;
 pub(crate) mod insn;
+pub(crate) mod isa;
 mod kunit;
 pub(crate) mod mmu;
+pub(crate) mod onereg;
 pub(crate) mod regs;
 pub(crate) mod sbi;
 pub(crate) mod stage2;
@@ -38,10 +44,8 @@ use crate::kvm::{
     device_fd::VmDeviceOps,
     memslot::MemslotLimits,
     one_reg::{
-        reg_size,
         RegEmit,
-        RegsOp,
-        KVM_REG_SIZE_U64, //
+        RegsOp, //
     },
     stats::{
         StatsSchema,
@@ -72,8 +76,39 @@ pub(crate) struct Vcpu {
     guest_debug: u32,
     /// The guest's registers (what the world switch loads and ONE_REG
     /// reads and writes).
-    #[allow(dead_code)]
     regs: regs::VcpuRegs,
+    /// ISA extensions and machine ids (ONE_REG config and ISA_EXT
+    /// registers); kept across a vCPU reset.
+    config: onereg::VcpuConfig,
+    /// SBI extensions and their state.
+    sbi: sbi::SbiContext,
+    /// `vcpu->arch.ran_atleast_once`: set by the first `KVM_RUN` (in
+    /// [`Host::vcpu_run_check`]); freezes the ISA, machine ids and SBI
+    /// extensions (`EBUSY`).
+    ran: bool,
+}
+
+/// The riscv64 state of a VM (`kvm->arch`, the parts kvm_rs has).
+pub(crate) struct Vm {
+    /// `kvm->arch.timer.time_delta`: guest time is host time plus this
+    /// (wrapping); set at creation so that guest time starts at 0, and by
+    /// ONE_REG `KVM_REG_RISCV_TIMER_REG(time)` of any vCPU.
+    time_delta: u64,
+}
+
+impl Vcpu {
+    /// The ONE_REG view of this vCPU in VM `vm`, at host time `now`.
+    fn one_reg<'a>(&'a mut self, vm: &'a mut Vm, host: &'a onereg::HostFacts, now: u64) -> onereg::RegAccess<'a> {
+        onereg::RegAccess {
+            host,
+            regs: &mut self.regs,
+            config: &mut self.config,
+            sbi: &mut self.sbi,
+            ran: self.ran,
+            time_delta: &mut vm.time_delta,
+            now,
+        }
+    }
 }
 
 /// G-stage page-table levels of the deepest mode (`kvm_riscv_gstage_max_pgd_levels`),
@@ -100,35 +135,38 @@ fn online_cpus() -> u32 {
     u32::try_from(n).unwrap_or(1)
 }
 
-/// `KVM_REG_RISCV_CONFIG_REG(satp_mode)`: its index in `struct kvm_riscv_config`.
-const CONFIG_SATP_MODE: u64 = (core::mem::offset_of!(uapi::kvm_riscv_config, satp_mode)
-    / core::mem::size_of::<u64>()) as u64;
-
-/// The id of `satp_mode` (`KVM_REG_RISCV | KVM_REG_SIZE_U64 |
-/// KVM_REG_RISCV_CONFIG | KVM_REG_RISCV_CONFIG_REG(satp_mode)`).
-const REG_SATP_MODE: u64 =
-    (uapi::KVM_REG_RISCV as u64) | KVM_REG_SIZE_U64 | uapi::KVM_REG_RISCV_CONFIG as u64 | CONFIG_SATP_MODE;
-
-/// Checks a `KVM_REG_RISCV_CONFIG` register id for `satp_mode` the way
-/// `kvm_riscv_vcpu_{get,set}_reg_config()` do: `ENOENT` for another type or
-/// register, `EINVAL` for a size other than `unsigned long`.
-fn check_satp_mode_reg(id: u64) -> Result<(), Errno> {
-    let ty = id & u64::from(uapi::KVM_REG_RISCV_TYPE_MASK);
-    if ty != u64::from(uapi::KVM_REG_RISCV_CONFIG) {
-        // Core, CSR, timer, FP, vector, ISA/SBI extension registers: none yet.
-        return Err(Errno::ENOENT);
-    }
-    if reg_size(id) != core::mem::size_of::<u64>() {
-        return Err(Errno::EINVAL);
-    }
-    let num = id & !((uapi::KVM_REG_ARCH_MASK as u64) | uapi::KVM_REG_SIZE_MASK
-        | u64::from(uapi::KVM_REG_RISCV_CONFIG));
-    if num != CONFIG_SATP_MODE {
-        // isa, zicbo*_block_size, m*id: not yet.
-        return Err(Errno::ENOENT);
-    }
-    Ok(())
-}
+// The uapi header and onereg.rs agree on the ids they both name.
+const _: () = {
+    assert!(onereg::KVM_REG_RISCV == uapi::KVM_REG_RISCV as u64);
+    assert!(onereg::TYPE_MASK == uapi::KVM_REG_RISCV_TYPE_MASK as u64);
+    assert!(onereg::SUBTYPE_MASK == uapi::KVM_REG_RISCV_SUBTYPE_MASK as u64);
+    assert!(onereg::CONFIG == uapi::KVM_REG_RISCV_CONFIG as u64);
+    assert!(onereg::CORE == uapi::KVM_REG_RISCV_CORE as u64);
+    assert!(onereg::CSR == uapi::KVM_REG_RISCV_CSR as u64);
+    assert!(onereg::TIMER == uapi::KVM_REG_RISCV_TIMER as u64);
+    assert!(onereg::FP_F == uapi::KVM_REG_RISCV_FP_F as u64);
+    assert!(onereg::FP_D == uapi::KVM_REG_RISCV_FP_D as u64);
+    assert!(onereg::ISA_EXT == uapi::KVM_REG_RISCV_ISA_EXT as u64);
+    assert!(onereg::SBI_EXT == uapi::KVM_REG_RISCV_SBI_EXT as u64);
+    assert!(onereg::VECTOR == uapi::KVM_REG_RISCV_VECTOR as u64);
+    assert!(onereg::SBI_STATE == uapi::KVM_REG_RISCV_SBI_STATE as u64);
+    assert!(onereg::CSR_SMSTATEEN == uapi::KVM_REG_RISCV_CSR_SMSTATEEN as u64);
+    assert!(onereg::CSR_ZICFISS == uapi::KVM_REG_RISCV_CSR_ZICFISS as u64);
+    assert!(onereg::ISA_MULTI_DIS == uapi::KVM_REG_RISCV_ISA_MULTI_DIS as u64);
+    assert!(isa::ISA_EXT_MAX == uapi::KVM_RISCV_ISA_EXT_ID_KVM_RISCV_ISA_EXT_MAX as usize);
+    assert!(isa::id::ZICFISS == uapi::KVM_RISCV_ISA_EXT_ID_KVM_RISCV_ISA_EXT_ZICFISS as usize);
+    assert!(isa::id::SMNPM == uapi::KVM_RISCV_ISA_EXT_ID_KVM_RISCV_ISA_EXT_SMNPM as usize);
+    assert!(isa::id::SSCOFPMF == uapi::KVM_RISCV_ISA_EXT_ID_KVM_RISCV_ISA_EXT_SSCOFPMF as usize);
+    let word = core::mem::size_of::<u64>();
+    assert!(onereg::config::COUNT as usize == core::mem::size_of::<uapi::kvm_riscv_config>() / word);
+    assert!(onereg::config::SATP_MODE as usize == core::mem::offset_of!(uapi::kvm_riscv_config, satp_mode) / word);
+    assert!(onereg::config::ZICBOP_BLOCK_SIZE as usize == core::mem::offset_of!(uapi::kvm_riscv_config, zicbop_block_size) / word);
+    assert!(onereg::CORE_COUNT as usize == core::mem::size_of::<uapi::kvm_riscv_core>() / word);
+    assert!(onereg::csr::COUNT as usize == core::mem::size_of::<uapi::kvm_riscv_csr>() / word);
+    assert!(onereg::csr::SIP as usize == core::mem::offset_of!(uapi::kvm_riscv_csr, sip) / word);
+    assert!(onereg::csr::AIA_COUNT as usize == core::mem::size_of::<uapi::kvm_riscv_aia_csr>() / word);
+    assert!(onereg::timer::COUNT as usize == core::mem::size_of::<uapi::kvm_riscv_timer>() / word);
+};
 
 impl Host {
     fn max_pgd_levels() -> u32 {
@@ -152,7 +190,7 @@ impl Arch for Host {
     const VCPU_STATS: &'static StatsSchema = &RISCV_VCPU_SCHEMA;
     const SLOT_NEEDS_WRITABLE_VMA: bool = true;
     type Vcpu = Vcpu;
-    type Vm = ();
+    type Vm = Vm;
 
     fn probe() -> Result {
         if !csr::has_h_extension() {
@@ -169,6 +207,7 @@ impl Arch for Host {
             return Err(ENODEV);
         };
         MAX_PGD_LEVELS.store(levels, Ordering::Relaxed);
+        hostinfo::probe(host_satp_mode());
         // SAFETY: `probe` runs once, at module load, with the H extension
         // present and before any VM exists.
         unsafe { mmu::vmid_init(levels) };
@@ -182,8 +221,9 @@ impl Arch for Host {
         Ok(())
     }
 
-    fn vm_create() -> Result<(), Errno> {
-        Ok(())
+    fn vm_create() -> Result<Vm, Errno> {
+        // kvm_riscv_guest_timer_init(): guest time starts at 0.
+        Ok(Vm { time_delta: onereg::initial_time_delta(hostinfo::cycles()) })
     }
 
     fn vm_gpa_bits(ty: usize) -> Result<u32, Errno> {
@@ -221,8 +261,9 @@ impl Arch for Host {
         match c {
             cap::NR_VCPUS | cap::MAX_VCPUS | cap::VM_GPA_BITS | cap::READONLY_MEM
             | cap::IMMEDIATE_EXIT => vm_limits::riscv_check_extension(&Self::host_caps(vm), c),
-            // ONE_REG (only satp_mode exists), irqchip, ioeventfd, MP_STATE,
-            // guest debug: not yet. MAX_VCPU_ID is 0 upstream too.
+            cap::ONE_REG => 1,
+            // Irqchip, ioeventfd, MP_STATE, guest debug: not yet.
+            // MAX_VCPU_ID is 0 upstream too.
             _ => 0,
         }
     }
@@ -232,7 +273,7 @@ impl Arch for Host {
         flags: u32,
         args: &[u64; 4],
         in_use: VmInUse,
-        _vm: &mut (),
+        _vm: &mut Vm,
     ) -> Result<VmCapChange, Errno> {
         if i64::from(c) != cap::VM_GPA_BITS {
             return Err(Errno::EINVAL);
@@ -246,13 +287,25 @@ impl Arch for Host {
         Err(Errno::EINVAL)
     }
 
-    fn vcpu_create(_id: u32, idx: usize, _vm: &mut ()) -> Result<Vcpu, Errno> {
+    fn vcpu_create(_id: u32, idx: usize, _vm: &mut Vm) -> Result<Vcpu, Errno> {
         // kvm_arch_vcpu_postcreate(): only the first vCPU starts powered on.
         let mp_state = if idx == 0 { uapi::KVM_MP_STATE_RUNNABLE } else { uapi::KVM_MP_STATE_STOPPED };
-        Ok(Vcpu { mp_state, guest_debug: 0, regs: regs::VcpuRegs::reset() })
+        // kvm_arch_vcpu_create(): the ISA, the host's machine ids, the SBI
+        // extensions, then a reset (which sets sstatus.FS from the ISA).
+        let [mvendorid, marchid, mimpid] = hostinfo::machine_ids();
+        let config = onereg::VcpuConfig::new(&hostinfo::facts(), mvendorid, marchid, mimpid);
+        let sbi = sbi::SbiContext::new(sbi::SbiConfig {
+            v01: cfg!(CONFIG_RISCV_SBI_V01),
+            // sched_info_on().
+            sta: cfg!(CONFIG_SCHED_INFO),
+            imp_version: hostinfo::linux_version_code(),
+        });
+        let mut regs = regs::VcpuRegs::reset();
+        onereg::fp_reset(&mut regs, &config.isa);
+        Ok(Vcpu { mp_state, guest_debug: 0, regs, config, sbi, ran: false })
     }
 
-    fn vcpu_ioctl(_vcpu: &mut Vcpu, _vm: &mut (), _cmd: u32, _arg: usize) -> Result<isize, Errno> {
+    fn vcpu_ioctl(_vcpu: &mut Vcpu, _vm: &mut Vm, _cmd: u32, _arg: usize) -> Result<isize, Errno> {
         Err(Errno::EINVAL)
     }
 
@@ -261,37 +314,34 @@ impl Arch for Host {
     }
 
     fn get_one_reg(
-        _vcpu: &mut Vcpu,
-        _vm: &mut (),
+        vcpu: &mut Vcpu,
+        vm: &mut Vm,
         id: u64,
         write: impl FnOnce(&[u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
-        check_satp_mode_reg(id)?;
-        write(&host_satp_mode().to_ne_bytes())
+        let host = hostinfo::facts();
+        vcpu.one_reg(vm, &host, hostinfo::cycles()).get(id, write)
     }
 
     fn set_one_reg(
-        _vcpu: &mut Vcpu,
-        _vm: &mut (),
+        vcpu: &mut Vcpu,
+        vm: &mut Vm,
         id: u64,
         read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
-        check_satp_mode_reg(id)?;
-        let mut bytes = [0u8; 8];
-        read(&mut bytes)?;
-        if u64::from_ne_bytes(bytes) != host_satp_mode() {
-            return Err(Errno::EINVAL);
-        }
-        Ok(())
+        let host = hostinfo::facts();
+        vcpu.one_reg(vm, &host, hostinfo::cycles()).set(id, read)
     }
 
-    fn for_each_reg(_vcpu: &Vcpu, _vm: &(), emit: RegEmit<'_>) -> Result<(), Errno> {
-        // The other config, core, CSR, timer, FP, vector, ISA and SBI
-        // registers come with the riscv64 register work.
-        emit(REG_SATP_MODE)
+    fn for_each_reg(vcpu: &Vcpu, _vm: &Vm, emit: RegEmit<'_>) -> Result<(), Errno> {
+        onereg::for_each_reg(&hostinfo::facts(), &vcpu.config, &vcpu.sbi, emit)
     }
 
-    fn vcpu_run_check(_vcpu: &mut Vcpu, _vm: &mut ()) -> Result<(), Errno> {
+    fn vcpu_run_check(vcpu: &mut Vcpu, _vm: &mut Vm) -> Result<(), Errno> {
+        // kvm_arch_vcpu_ioctl_run(): every KVM_RUN that reaches the arch,
+        // even one that leaves at once for immediate_exit, marks the vCPU
+        // as having run.
+        vcpu.ran = true;
         Ok(())
     }
 
@@ -404,47 +454,155 @@ mod tests {
         assert_eq!(Host::vm_gpa_bits(0), Ok(vm_limits::riscv_gpa_bits(levels)));
     }
 
+    /// A VM's riscv state for the tests.
+    fn vm() -> Vm {
+        Vm { time_delta: 0 }
+    }
+
     /// `KVM_GET_ONE_REG` of `id` into a local buffer: the bytes written.
     fn get(v: &mut Vcpu, id: u64) -> Result<KVec<u8>, Errno> {
         let mut out = KVec::new();
-        Host::get_one_reg(v, &mut (), id, |b| out.extend_from_slice(b, GFP_KERNEL).map_err(|_| Errno::ENOMEM))?;
+        Host::get_one_reg(v, &mut vm(), id, |b| out.extend_from_slice(b, GFP_KERNEL).map_err(|_| Errno::ENOMEM))?;
         Ok(out)
+    }
+
+    /// `KVM_GET_ONE_REG` of a register of up to 8 bytes, as a number.
+    fn get64(v: &mut Vcpu, id: u64) -> Result<u64, Errno> {
+        let b = get(v, id)?;
+        let mut a = [0u8; 8];
+        a.get_mut(..b.len()).ok_or(Errno::E2BIG)?.copy_from_slice(&b);
+        Ok(u64::from_ne_bytes(a))
     }
 
     /// `KVM_SET_ONE_REG` of `id` from `value`'s bytes.
     fn set(v: &mut Vcpu, id: u64, value: u64) -> Result<(), Errno> {
         let bytes = value.to_ne_bytes();
-        Host::set_one_reg(v, &mut (), id, |dst| {
+        Host::set_one_reg(v, &mut vm(), id, |dst| {
             dst.copy_from_slice(bytes.get(..dst.len()).ok_or(Errno::EFAULT)?);
             Ok(())
         })
     }
 
+    /// The `KVM_GET_REG_LIST` ids of `v`.
+    fn list(v: &Vcpu) -> Result<KVec<u64>, Errno> {
+        let mut ids = KVec::new();
+        Host::for_each_reg(v, &vm(), &mut |id| ids.push(id, GFP_KERNEL).map_err(|_| Errno::ENOMEM))?;
+        Ok(ids)
+    }
+
+    const U64: u64 = onereg::KVM_REG_RISCV | uapi::KVM_REG_SIZE_U64;
+
     #[test]
-    fn satp_mode_is_the_only_one_reg() -> Result {
-        let size64 = uapi::KVM_REG_SIZE_U64;
-        let satp = REG_SATP_MODE;
-        assert_eq!(CONFIG_SATP_MODE, 6);
-        let mut v = Host::vcpu_create(0, 0, &mut ()).map_err(|_| EINVAL)?;
+    fn satp_mode_and_config_registers() -> Result {
+        // satp_mode (what kvm_rs had alone before): the host's mode, only
+        // that value may be written, and it is 8 bytes wide.
+        let satp = U64 | onereg::CONFIG | onereg::config::SATP_MODE;
+        assert_eq!(onereg::config::SATP_MODE, 6);
+        let mut v = Host::vcpu_create(0, 0, &mut vm()).map_err(|_| EINVAL)?;
         assert_eq!(get(&mut v, satp).as_deref(), Ok(&host_satp_mode().to_ne_bytes()[..]));
         assert_eq!(set(&mut v, satp, host_satp_mode()), Ok(()));
         assert_eq!(set(&mut v, satp, 0), Err(Errno::EINVAL));
         let satp32 = satp & !uapi::KVM_REG_SIZE_MASK | uapi::KVM_REG_SIZE_U32;
         assert_eq!(get(&mut v, satp32), Err(Errno::EINVAL));
-        // isa (config 0) and a core register: not yet.
-        assert_eq!(get(&mut v, satp & !0xff), Err(Errno::ENOENT));
-        assert_eq!(get(&mut v, (uapi::KVM_REG_RISCV as u64) | size64 | (2 << 24)), Err(Errno::ENOENT));
-        let mut ids = KVec::new();
-        Host::for_each_reg(&v, &(), &mut |id| ids.push(id, GFP_KERNEL).map_err(|_| Errno::ENOMEM))
-            .map_err(|_| EINVAL)?;
-        assert_eq!(&ids[..], &[satp]);
+        // isa (config 0) is the host's single letters without H; imafdc at
+        // least on any host that runs Linux with kvm_rs.
+        let isa = get64(&mut v, satp & !0xff).map_err(|_| EINVAL)?;
+        assert_eq!(isa & 0x112d, 0x112d);
+        assert_eq!(isa & (1 << 7), 0);
+        assert_eq!(get(&mut v, U64 | onereg::CONFIG | 0xfff), Err(Errno::ENOENT));
+        assert_eq!(get(&mut v, U64 | 0xff00_0000), Err(Errno::ENOENT));
+        // The machine ids are the host's.
+        let [mvendorid, ..] = hostinfo::machine_ids();
+        assert_eq!(get64(&mut v, U64 | onereg::CONFIG | onereg::config::MVENDORID), Ok(mvendorid));
+        Ok(())
+    }
+
+    #[test]
+    fn host_facts_match_the_kernel() {
+        let facts = hostinfo::facts();
+        // SAFETY: `riscv_timebase` is set at boot and only read afterwards.
+        let timebase = unsafe { core::ptr::addr_of!(bindings::riscv_timebase).read() };
+        assert!(timebase != 0);
+        assert_eq!(facts.timebase, timebase as u64);
+        assert_eq!(facts.satp_mode, host_satp_mode());
+        // kvm_rs only loads on a host with H; V is never offered.
+        assert!(facts.isa.has(isa::id::H) && facts.isa.has(isa::id::I));
+        assert!(!facts.isa.has(isa::id::V));
+        assert_eq!(facts.isa.base & (1 << 21), 0);
+        // Time moves forward.
+        let t0 = hostinfo::cycles();
+        kernel::time::delay::fsleep(kernel::time::Delta::from_micros(100));
+        assert!(hostinfo::cycles() > t0);
+    }
+
+    #[test]
+    fn reg_list_is_complete_and_readable() -> Result {
+        let mut v = Host::vcpu_create(0, 0, &mut vm()).map_err(|_| EINVAL)?;
+        let ids = list(&v).map_err(|_| EINVAL)?;
+        let facts = hostinfo::facts();
+        // 8 config, 33 core, 11 general CSRs first.
+        assert_eq!(ids.get(6), Some(&(U64 | onereg::CONFIG | 6)));
+        assert_eq!(ids.get(8), Some(&(U64 | onereg::CORE)));
+        assert_eq!(ids.get(41), Some(&(U64 | onereg::CSR)));
+        let isa_ext = ids.iter().filter(|&&id| id & onereg::TYPE_MASK == onereg::ISA_EXT).count();
+        assert_eq!(isa_ext, facts.isa.exts.iter().count());
+        for &id in ids.iter() {
+            let b = get(&mut v, id).map_err(|_| EINVAL)?;
+            assert_eq!(b.len(), crate::kvm::one_reg::reg_size(id));
+        }
+        // H is listed (the host has it) and off.
+        assert_eq!(get64(&mut v, U64 | onereg::ISA_EXT | isa::id::H as u64), Ok(0));
+        assert_eq!(get(&mut v, U64 | onereg::VECTOR), Err(Errno::ENOENT));
+        Ok(())
+    }
+
+    #[test]
+    fn first_run_freezes_the_configuration() -> Result {
+        let mut v = Host::vcpu_create(0, 0, &mut vm()).map_err(|_| EINVAL)?;
+        let d = U64 | onereg::ISA_EXT | isa::id::D as u64;
+        assert_eq!(set(&mut v, d, 0), Ok(()));
+        assert_eq!(get64(&mut v, d), Ok(0));
+        assert_eq!(v.regs.core.sstatus & regs::SSTATUS_FS, regs::SSTATUS_FS_INITIAL);
+        assert_eq!(Host::vcpu_run_check(&mut v, &mut vm()), Ok(()));
+        assert_eq!(set(&mut v, d, 1), Err(Errno::EBUSY));
+        assert_eq!(set(&mut v, U64 | onereg::CONFIG | onereg::config::MARCHID, 1), Err(Errno::EBUSY));
+        // Registers of the guest stay writable.
+        assert_eq!(set(&mut v, U64 | onereg::CORE, 0x8020_0000), Ok(()));
+        assert_eq!(v.regs.core.sepc, 0x8020_0000);
+        Ok(())
+    }
+
+    #[test]
+    fn guest_time_is_per_vm() -> Result {
+        let mut v = Host::vcpu_create(0, 0, &mut vm()).map_err(|_| EINVAL)?;
+        let mut m = Host::vm_create().map_err(|_| EINVAL)?;
+        let time = U64 | onereg::TIMER | onereg::timer::TIME;
+        let w = 1u64 << 50;
+        let bytes = w.to_ne_bytes();
+        Host::set_one_reg(&mut v, &mut m, time, |dst| {
+            dst.copy_from_slice(bytes.get(..dst.len()).ok_or(Errno::EFAULT)?);
+            Ok(())
+        })
+        .map_err(|_| EINVAL)?;
+        let mut out = 0u64;
+        Host::get_one_reg(&mut v, &mut m, time, |b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b.get(..8).ok_or(Errno::EFAULT)?);
+            out = u64::from_ne_bytes(a);
+            Ok(())
+        })
+        .map_err(|_| EINVAL)?;
+        assert!(out >= w && out - w < 1 << 40);
+        // Another VM (delta 0 in `vm()`) still sees host time.
+        let host_now = get64(&mut v, time).map_err(|_| EINVAL)?;
+        assert!(host_now < w);
         Ok(())
     }
 
     #[test]
     fn mp_state_runnable_or_stopped() -> Result {
-        let mut v0 = Host::vcpu_create(5, 0, &mut ()).map_err(|_| EINVAL)?;
-        let mut v1 = Host::vcpu_create(0, 1, &mut ()).map_err(|_| EINVAL)?;
+        let mut v0 = Host::vcpu_create(5, 0, &mut vm()).map_err(|_| EINVAL)?;
+        let mut v1 = Host::vcpu_create(0, 1, &mut vm()).map_err(|_| EINVAL)?;
         assert_eq!(Host::get_mp_state(&v0), uapi::KVM_MP_STATE_RUNNABLE);
         assert_eq!(Host::get_mp_state(&v1), uapi::KVM_MP_STATE_STOPPED);
         assert_eq!(Host::set_mp_state(&mut v1, uapi::KVM_MP_STATE_RUNNABLE), Ok(()));
@@ -460,7 +618,7 @@ mod tests {
 
     #[test]
     fn guest_debug_kept_only_when_enabled() -> Result {
-        let mut v = Host::vcpu_create(0, 0, &mut ()).map_err(|_| EINVAL)?;
+        let mut v = Host::vcpu_create(0, 0, &mut vm()).map_err(|_| EINVAL)?;
         let mut dbg = GuestDebug(uapi::kvm_guest_debug::default());
         dbg.0.control = uapi::KVM_GUESTDBG_ENABLE | uapi::KVM_GUESTDBG_SINGLESTEP | (1 << 30);
         assert_eq!(Host::set_guest_debug(&mut v, &dbg), Ok(()));

@@ -93,7 +93,9 @@ pub(crate) const CORE_SEPC: usize = core::mem::offset_of!(GuestCore, sepc);
 pub(crate) const CORE_SSTATUS: usize = core::mem::offset_of!(GuestCore, sstatus);
 /// Byte offset of [`GuestCore::hstatus`].
 pub(crate) const CORE_HSTATUS: usize = core::mem::offset_of!(GuestCore, hstatus);
-kernel::static_assert!(CORE_SEPC == 256 && CORE_SSTATUS == 264 && CORE_HSTATUS == 272);
+// A plain `const` assertion (rather than `kernel::static_assert!`) so that
+// this file also builds on the host, where `onereg.rs` is tested.
+const _: () = assert!(CORE_SEPC == 256 && CORE_SSTATUS == 264 && CORE_HSTATUS == 272);
 
 impl GuestCore {
     /// The state of a vCPU after creation or reset: everything 0, guest in
@@ -114,8 +116,12 @@ impl GuestCore {
         u64::from(self.sstatus & SSTATUS_SPP != 0)
     }
 
-    /// Sets the guest mode from a ONE_REG `mode` value; `false` (the caller
-    /// answers `EINVAL`) for anything but 0 or 1.
+    /// Sets the guest mode from a mode value; `false` for anything but U (0)
+    /// or S (1).
+    ///
+    /// ONE_REG does not use this: upstream's `KVM_REG_RISCV_CORE_REG(mode)`
+    /// takes any value other than `KVM_RISCV_MODE_S` as U-mode without an
+    /// error (see `onereg.rs`).
     pub(crate) fn set_mode(&mut self, mode: u64) -> bool {
         match mode {
             1 => self.sstatus |= SSTATUS_SPP,
@@ -157,10 +163,23 @@ pub(crate) struct GuestCsrs {
     /// `sstateen0` (ONE_REG `KVM_REG_RISCV_CSR_SMSTATEEN`), when the host
     /// has Smstateen.
     pub(crate) sstateen0: u64,
+    /// `ssp`, the shadow-stack pointer (ONE_REG `KVM_REG_RISCV_CSR_ZICFISS`),
+    /// when the vCPU has Zicfiss (upstream's `vcpu->arch.zicfiss_csr`).
+    pub(crate) ssp: u64,
 }
 
 /// The guest's floating-point registers (`struct __riscv_d_ext_state`),
 /// `#[repr(C)]` for the save/restore assembly.
+///
+/// Upstream keeps the F and D states in one union (`union
+/// __riscv_fp_state`), and ONE_REG exposes both views of the same bytes:
+/// `KVM_REG_RISCV_FP_D` reads `f[i]` and `fcsr` below, `KVM_REG_RISCV_FP_F`
+/// reads the 32-bit words of the same memory ([`GuestFp::f_word`]: F's
+/// `f[i]` is word `i`, F's `fcsr` is word 32, i.e. the low half of
+/// `f[16]`). A guest with F but not D must therefore be saved and restored
+/// in that layout (`fsw f<i>` at `4 * i`, `fcsr` at 128), as upstream's
+/// `__kvm_riscv_fp_f_save()` does; a guest with D uses `fsd f<i>` at `8 *
+/// i` and `fcsr` at 256.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct GuestFp {
@@ -169,6 +188,34 @@ pub(crate) struct GuestFp {
     pub(crate) f: [u64; 32],
     /// `fcsr`.
     pub(crate) fcsr: u32,
+}
+
+impl GuestFp {
+    /// Number of 32-bit words of the F view (`f[0..32]` and `fcsr`).
+    pub(crate) const F_WORDS: usize = 33;
+
+    /// Word `i` (below [`GuestFp::F_WORDS`]) of the F view; `None` past it.
+    pub(crate) fn f_word(&self, i: usize) -> Option<u32> {
+        let d = self.f.get(i / 2)?;
+        if i >= Self::F_WORDS {
+            return None;
+        }
+        // Little-endian: the even word is the low half.
+        Some((d >> (32 * (i % 2))) as u32)
+    }
+
+    /// Writes word `i` of the F view; `false` past it.
+    pub(crate) fn set_f_word(&mut self, i: usize, v: u32) -> bool {
+        if i >= Self::F_WORDS {
+            return false;
+        }
+        let Some(d) = self.f.get_mut(i / 2) else {
+            return false;
+        };
+        let shift = 32 * (i % 2);
+        *d = (*d & !(0xffff_ffffu64 << shift)) | (u64::from(v) << shift);
+        true
+    }
 }
 
 /// The guest timer of one vCPU (upstream's `struct kvm_vcpu_timer`).

@@ -64,6 +64,7 @@ pub mod arm64 {
 /// name the generic core that way.
 pub mod kvm {
     pub use super::abi;
+    pub use super::one_reg;
 }
 
 /// The riscv64 backend's pure-logic files (`arch/riscv/kvm/`), listed in

@@ -18,3 +18,11 @@ pub mod vmid;
 
 #[path = "../../../arch/riscv/kvm/hugemap.rs"]
 pub mod hugemap;
+#[path = "../../../arch/riscv/kvm/regs.rs"]
+pub mod regs;
+
+#[path = "../../../arch/riscv/kvm/isa.rs"]
+pub mod isa;
+
+#[path = "../../../arch/riscv/kvm/onereg.rs"]
+pub mod onereg;

@@ -114,6 +114,7 @@ static const struct { const char *name; long cap; } caps[] = {
 	{ "IMMEDIATE_EXIT", KVM_CAP_IMMEDIATE_EXIT },
 #ifdef __riscv
 	{ "VM_GPA_BITS", KVM_CAP_VM_GPA_BITS },
+	{ "ONE_REG", KVM_CAP_ONE_REG },
 #endif
 #ifdef __aarch64__
 	{ "ARM_VM_IPA_SIZE", KVM_CAP_ARM_VM_IPA_SIZE },
@@ -1127,6 +1128,328 @@ static void arm64_regs(int kvm, int vcpu, long mmap_size)
 }
 #endif
 
+#ifdef __riscv
+/* riscv64 register ids. */
+#define RV(size, type, num) (KVM_REG_RISCV | (size) | (type) | (num))
+#define RV64(type, num) RV(KVM_REG_SIZE_U64, type, num)
+#define RV32(type, num) RV(KVM_REG_SIZE_U32, type, num)
+
+static int rv_one_reg(int vcpu, unsigned long req, uint64_t id, void *addr)
+{
+	struct kvm_one_reg reg = { .id = id, .addr = (uint64_t)(uintptr_t)addr };
+
+	return ioctl(vcpu, req, &reg);
+}
+
+#define RV_GET(what, vcpu, id, addr) step(what, rv_one_reg(vcpu, KVM_GET_ONE_REG, id, addr), 0)
+#define RV_SET(what, vcpu, id, addr) step(what, rv_one_reg(vcpu, KVM_SET_ONE_REG, id, addr), 0)
+
+/* Gets a register of up to 8 bytes and prints its value under "<what> value". */
+static void rv_get(const char *what, int vcpu, uint64_t id)
+{
+	uint64_t v[32] = { 0xdeadbeef };
+
+	if (RV_GET(what, vcpu, id, v) == 0)
+		printf("%s value: %#llx\n", what, (unsigned long long)v[0]);
+}
+
+/* Sets a register from a 64-bit value (its low bytes for smaller sizes). */
+static void rv_set(const char *what, int vcpu, uint64_t id, uint64_t value)
+{
+	uint64_t v[32] = { value };
+
+	RV_SET(what, vcpu, id, v);
+}
+
+/* The guest time: reads it (never printed, it moves), for rv_time_near(). */
+static int rv_time(int vcpu, uint64_t *t)
+{
+	return rv_one_reg(vcpu, KVM_GET_ONE_REG, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(time)), t);
+}
+
+/*
+ * KVM_GET_REG_LIST, then every listed register: its position (the id
+ * listed before it, so that one register more or less on one side shows
+ * as that register only), its value and a write of the same value back,
+ * as the upstream get-reg-list selftest does. Returns the number listed.
+ */
+static uint64_t rv_reg_list(const char *where, int vcpu)
+{
+	struct kvm_reg_list small = { .n = 0 }, *list;
+	char what[160];
+	uint64_t i, n, prev = 0;
+
+	snprintf(what, sizeof(what), "%s GET_REG_LIST(n 0)", where);
+	IOCTL(what, vcpu, KVM_GET_REG_LIST, &small);
+	printf("%s reg list n: %llu\n", where, (unsigned long long)small.n);
+	snprintf(what, sizeof(what), "%s GET_REG_LIST(bad pointer)", where);
+	IOCTL(what, vcpu, KVM_GET_REG_LIST, (void *)8);
+	n = small.n;
+	if (n == 0 || n > 4096)
+		return n;
+	list = calloc(1, sizeof(*list) + (n + 2) * sizeof(uint64_t));
+	if (!list)
+		return n;
+	list->n = n - 1;
+	snprintf(what, sizeof(what), "%s GET_REG_LIST(n - 1)", where);
+	IOCTL(what, vcpu, KVM_GET_REG_LIST, list);
+	list->n = n + 2;
+	snprintf(what, sizeof(what), "%s GET_REG_LIST(n + 2)", where);
+	IOCTL(what, vcpu, KVM_GET_REG_LIST, list);
+	for (i = 0; i < n; i++) {
+		uint64_t id = list->reg[i], v[4];
+		size_t size = 1ULL << ((id & KVM_REG_SIZE_MASK) >> KVM_REG_SIZE_SHIFT);
+
+		printf("%s reg %#llx: listed after %#llx\n", where, (unsigned long long)id,
+		       (unsigned long long)prev);
+		prev = id;
+		if (size > sizeof(v))
+			continue;
+		memset(v, 0, sizeof(v));
+		snprintf(what, sizeof(what), "%s GET %#llx", where, (unsigned long long)id);
+		if (RV_GET(what, vcpu, id, v) != 0)
+			continue;
+		if (id == RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(time)))
+			printf("%s value: (a counter)\n", what);
+		else
+			printf("%s value: %#llx\n", what, (unsigned long long)v[0]);
+		snprintf(what, sizeof(what), "%s SET same %#llx", where, (unsigned long long)id);
+		RV_SET(what, vcpu, id, v);
+	}
+	free(list);
+	return n;
+}
+
+/*
+ * riscv64 ONE_REG: every listed register, sizes, unknown ids, the order of
+ * the checks (a bad buffer shows whether the value is read before the id
+ * is looked at), the write rules of each type and the first-run freeze,
+ * on a vCPU of its own VM.
+ */
+static void riscv_regs(int kvm, long mmap_size)
+{
+	static const struct { const char *name; uint64_t type; } types[] = {
+		{ "config", KVM_REG_RISCV_CONFIG }, { "core", KVM_REG_RISCV_CORE },
+		{ "csr", KVM_REG_RISCV_CSR }, { "timer", KVM_REG_RISCV_TIMER },
+		{ "fp_f", KVM_REG_RISCV_FP_F }, { "fp_d", KVM_REG_RISCV_FP_D },
+		{ "isa_ext", KVM_REG_RISCV_ISA_EXT }, { "sbi_ext", KVM_REG_RISCV_SBI_EXT },
+		{ "vector", KVM_REG_RISCV_VECTOR }, { "sbi_state", KVM_REG_RISCV_SBI_STATE },
+		{ "type 0", 0 }, { "type 0xb", 0xbULL << 24 }, { "type 0xff", 0xffULL << 24 },
+	};
+	static const uint64_t sizes[] = {
+		KVM_REG_SIZE_U8, KVM_REG_SIZE_U16, KVM_REG_SIZE_U32, KVM_REG_SIZE_U128,
+		KVM_REG_SIZE_U2048,
+	};
+	uint64_t isa_id = RV64(KVM_REG_RISCV_CONFIG, KVM_REG_RISCV_CONFIG_REG(isa));
+	uint64_t time_id = RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(time));
+	uint64_t d_id = RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_D);
+	uint64_t t, n, cur;
+	struct kvm_run *run;
+	char what[160];
+	unsigned int i, j;
+	int vm, vcpu;
+
+	vm = IOCTL_FD("riscv regs: VM", kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return;
+	vcpu = IOCTL_FD("riscv regs: vCPU", vm, KVM_CREATE_VCPU, 0);
+	if (vcpu < 0) {
+		close(vm);
+		return;
+	}
+	n = rv_reg_list("rv", vcpu);
+
+	/* Sizes and unknown numbers, per type (number 0 and past the end). */
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		for (j = 0; j < sizeof(sizes) / sizeof(sizes[0]); j++) {
+			snprintf(what, sizeof(what), "rv GET %s 0 size %u", types[i].name,
+				 1u << (sizes[j] >> KVM_REG_SIZE_SHIFT));
+			rv_get(what, vcpu, KVM_REG_RISCV | sizes[j] | types[i].type);
+			snprintf(what, sizeof(what), "rv SET %s 0 size %u", types[i].name,
+				 1u << (sizes[j] >> KVM_REG_SIZE_SHIFT));
+			rv_set(what, vcpu, KVM_REG_RISCV | sizes[j] | types[i].type, 0);
+		}
+		snprintf(what, sizeof(what), "rv GET %s 0", types[i].name);
+		rv_get(what, vcpu, RV64(types[i].type, 0));
+		snprintf(what, sizeof(what), "rv GET %s 0 U32", types[i].name);
+		rv_get(what, vcpu, RV32(types[i].type, 0));
+		snprintf(what, sizeof(what), "rv GET %s 0xffff", types[i].name);
+		rv_get(what, vcpu, RV64(types[i].type, 0xffff));
+		snprintf(what, sizeof(what), "rv GET %s subtype 4", types[i].name);
+		rv_get(what, vcpu, RV64(types[i].type, 4 << 16));
+		snprintf(what, sizeof(what), "rv GET %s stray bit 32", types[i].name);
+		rv_get(what, vcpu, RV64(types[i].type, 1ULL << 32));
+		/* Does the id's check come before the read of the value? */
+		snprintf(what, sizeof(what), "rv SET %s 0 bad buffer", types[i].name);
+		RV_SET(what, vcpu, RV64(types[i].type, 0), (void *)8);
+		snprintf(what, sizeof(what), "rv SET %s 0xffff bad buffer", types[i].name);
+		RV_SET(what, vcpu, RV64(types[i].type, 0xffff), (void *)8);
+		snprintf(what, sizeof(what), "rv SET %s subtype 4 bad buffer", types[i].name);
+		RV_SET(what, vcpu, RV64(types[i].type, 4 << 16), (void *)8);
+		snprintf(what, sizeof(what), "rv GET %s 0 bad buffer", types[i].name);
+		RV_GET(what, vcpu, RV64(types[i].type, 0), (void *)8);
+	}
+	rv_get("rv GET config with the arm64 arch byte", vcpu,
+	       (isa_id & ~KVM_REG_ARCH_MASK) | KVM_REG_ARM64);
+	rv_get("rv GET config 8", vcpu, RV64(KVM_REG_RISCV_CONFIG, 8));
+	rv_get("rv GET core 33", vcpu, RV64(KVM_REG_RISCV_CORE, 33));
+	rv_get("rv GET csr 11", vcpu, RV64(KVM_REG_RISCV_CSR, 11));
+	rv_get("rv GET csr AIA 0", vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_AIA));
+	rv_get("rv GET csr Smstateen 0", vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_SMSTATEEN));
+	rv_get("rv GET csr Zicfiss 0", vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_ZICFISS));
+	rv_get("rv GET timer 4", vcpu, RV64(KVM_REG_RISCV_TIMER, 4));
+	rv_get("rv GET fp_f 33", vcpu, RV32(KVM_REG_RISCV_FP_F, 33));
+	rv_get("rv GET fp_d 33", vcpu, RV64(KVM_REG_RISCV_FP_D, 33));
+	rv_get("rv GET fp_d fcsr U64", vcpu, RV64(KVM_REG_RISCV_FP_D, 32));
+	rv_get("rv GET fp_d f0 U32", vcpu, RV32(KVM_REG_RISCV_FP_D, 0));
+	rv_get("rv GET vector vlenb", vcpu, RV64(KVM_REG_RISCV_VECTOR, 4));
+	rv_get("rv GET isa_ext 80", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_MAX));
+	rv_get("rv GET isa_ext H", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_H));
+	rv_get("rv GET isa_ext V", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_V));
+	rv_get("rv GET isa_ext multi_en 0", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_EN));
+	rv_get("rv GET isa_ext multi_en 1", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_EN | 1));
+	rv_get("rv GET isa_ext multi_en 2", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_EN | 2));
+	rv_get("rv GET isa_ext multi_dis 0", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_DIS));
+	rv_get("rv GET sbi_ext 14", vcpu, RV64(KVM_REG_RISCV_SBI_EXT, KVM_RISCV_SBI_EXT_MAX));
+	rv_get("rv GET sbi_ext multi_en 0", vcpu, RV64(KVM_REG_RISCV_SBI_EXT, KVM_REG_RISCV_SBI_MULTI_EN));
+	rv_get("rv GET sbi_ext multi_en 1", vcpu, RV64(KVM_REG_RISCV_SBI_EXT, KVM_REG_RISCV_SBI_MULTI_EN | 1));
+	rv_get("rv GET sbi_state STA 2", vcpu, RV64(KVM_REG_RISCV_SBI_STATE, 2));
+	rv_get("rv GET sbi_state STA shmem_lo U32", vcpu, RV32(KVM_REG_RISCV_SBI_STATE, 0));
+
+	/* Core: pc, GPRs, mode. */
+	rv_set("rv SET core pc", vcpu, RV64(KVM_REG_RISCV_CORE, 0), 0x80200000);
+	rv_get("rv GET core pc", vcpu, RV64(KVM_REG_RISCV_CORE, 0));
+	rv_set("rv SET core a0", vcpu, RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(regs.a0)), 0x1122334455667788ULL);
+	rv_get("rv GET core a0", vcpu, RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(regs.a0)));
+	rv_get("rv GET core mode", vcpu, RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(mode)));
+	rv_set("rv SET core mode 7", vcpu, RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(mode)), 7);
+	rv_get("rv GET core mode after 7", vcpu, RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(mode)));
+	rv_set("rv SET core mode S", vcpu, RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(mode)), 1);
+	rv_get("rv GET core mode after S", vcpu, RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(mode)));
+
+	/* CSRs: sip is kept as hvip. */
+	rv_set("rv SET csr sip all ones", vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(sip)), ~0ULL);
+	rv_get("rv GET csr sip", vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(sip)));
+	rv_set("rv SET csr sip 0", vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(sip)), 0);
+	rv_set("rv SET csr satp", vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(satp)), 0x8000000000012345ULL);
+	rv_get("rv GET csr satp", vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(satp)));
+	rv_set("rv SET csr senvcfg", vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(senvcfg)), ~0ULL);
+	rv_get("rv GET csr senvcfg", vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(senvcfg)));
+
+	/* Timer. */
+	rv_set("rv SET timer frequency + 1", vcpu, RV64(KVM_REG_RISCV_TIMER, 0), 10000001);
+	rv_set("rv SET timer compare", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(compare)), 0x123456789ULL);
+	rv_get("rv GET timer compare", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(compare)));
+	rv_set("rv SET timer state on", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(state)), 1);
+	rv_get("rv GET timer state after on", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(state)));
+	rv_set("rv SET timer state off", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(state)), 0);
+	rv_set("rv SET timer state 2", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(state)), 2);
+	rv_set("rv SET timer time 2^40", vcpu, time_id, 1ULL << 40);
+	t = 0;
+	if (rv_time(vcpu, &t) == 0)
+		printf("rv timer time after 2^40: %s\n",
+		       t - (1ULL << 40) < 1000000000ULL ? "just past 2^40" : "elsewhere");
+
+	/* FP: the F and D views share their storage. */
+	rv_set("rv SET fp_d f3", vcpu, RV64(KVM_REG_RISCV_FP_D, 3), 0x1111222233334444ULL);
+	rv_get("rv GET fp_f f6", vcpu, RV32(KVM_REG_RISCV_FP_F, 6));
+	rv_get("rv GET fp_f f7", vcpu, RV32(KVM_REG_RISCV_FP_F, 7));
+	rv_set("rv SET fp_f fcsr", vcpu, RV32(KVM_REG_RISCV_FP_F, 32), 0xe0);
+	rv_get("rv GET fp_d f16", vcpu, RV64(KVM_REG_RISCV_FP_D, 16));
+	rv_set("rv SET fp_d fcsr", vcpu, RV32(KVM_REG_RISCV_FP_D, 32), 0x1f);
+	rv_get("rv GET fp_d fcsr", vcpu, RV32(KVM_REG_RISCV_FP_D, 32));
+	rv_get("rv GET fp_f fcsr", vcpu, RV32(KVM_REG_RISCV_FP_F, 32));
+
+	/* Config registers. */
+	rv_get("rv GET config zicbom_block_size", vcpu, RV64(KVM_REG_RISCV_CONFIG, KVM_REG_RISCV_CONFIG_REG(zicbom_block_size)));
+	rv_set("rv SET config zicbom_block_size 0", vcpu, RV64(KVM_REG_RISCV_CONFIG, KVM_REG_RISCV_CONFIG_REG(zicbom_block_size)), 0);
+	rv_set("rv SET config zicbom_block_size 32", vcpu, RV64(KVM_REG_RISCV_CONFIG, KVM_REG_RISCV_CONFIG_REG(zicbom_block_size)), 32);
+	rv_set("rv SET config zicbop_block_size 4096", vcpu, RV64(KVM_REG_RISCV_CONFIG, KVM_REG_RISCV_CONFIG_REG(zicbop_block_size)), 4096);
+	rv_set("rv SET config mvendorid", vcpu, RV64(KVM_REG_RISCV_CONFIG, KVM_REG_RISCV_CONFIG_REG(mvendorid)), 0x489);
+	rv_get("rv GET config mvendorid", vcpu, RV64(KVM_REG_RISCV_CONFIG, KVM_REG_RISCV_CONFIG_REG(mvendorid)));
+	rv_set("rv SET config satp_mode 8", vcpu, RV64(KVM_REG_RISCV_CONFIG, KVM_REG_RISCV_CONFIG_REG(satp_mode)), 8);
+
+	/* ISA: single letters through the isa config register. */
+	rv_get("rv GET config isa", vcpu, isa_id);
+	rv_set("rv SET config isa bit 25", vcpu, isa_id, 1ULL << 25);
+	rv_set("rv SET config isa bit 31", vcpu, isa_id, 1ULL << 31);
+	rv_set("rv SET config isa 0 (only what can go)", vcpu, isa_id, 0);
+	rv_get("rv GET config isa after 0", vcpu, isa_id);
+	rv_get("rv GET isa_ext D after isa 0", vcpu, d_id);
+	rv_get("rv GET fp_d f3 without D", vcpu, RV64(KVM_REG_RISCV_FP_D, 3));
+	rv_get("rv GET fp_f f6 without F", vcpu, RV32(KVM_REG_RISCV_FP_F, 6));
+	rv_reg_list("rv without F/D", vcpu);
+	rv_set("rv SET config isa imafdch + bit 40", vcpu, isa_id, 0x11adULL | 1ULL << 40);
+	rv_get("rv GET config isa after imafdch", vcpu, isa_id);
+	rv_get("rv GET fp_d f3 with D again", vcpu, RV64(KVM_REG_RISCV_FP_D, 3));
+
+	/* ISA: single and multi registers. */
+	rv_set("rv SET isa_ext H 1", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_H), 1);
+	rv_set("rv SET isa_ext H 0", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_H), 0);
+	rv_set("rv SET isa_ext A 0", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_A), 0);
+	rv_set("rv SET isa_ext D 2", vcpu, d_id, 2);
+	rv_set("rv SET isa_ext D 0", vcpu, d_id, 0);
+	rv_get("rv GET config isa after D 0", vcpu, isa_id);
+	rv_set("rv SET isa_ext Sscofpmf 1", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_SSCOFPMF), 1);
+	rv_set("rv SET isa_ext Sstc 0", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_SSTC), 0);
+	rv_set("rv SET isa_ext Svadu 0", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_SVADU), 0);
+	rv_set("rv SET isa_ext Zicbom 0", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_ZICBOM), 0);
+	rv_set("rv SET isa_ext V 1", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_V), 1);
+	rv_set("rv SET isa_ext 80", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_RISCV_ISA_EXT_MAX), 1);
+	rv_set("rv SET isa_ext multi_dis 0 all", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_DIS), ~0ULL);
+	rv_get("rv GET isa_ext multi_en 0 after disabling all", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_EN));
+	rv_set("rv SET isa_ext multi_dis 1 all", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_DIS | 1), ~0ULL);
+	rv_get("rv GET isa_ext multi_en 1 after disabling all", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_EN | 1));
+	rv_set("rv SET isa_ext multi_en 0 all", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_EN), ~0ULL);
+	rv_set("rv SET isa_ext multi_en 1 all", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_EN | 1), ~0ULL);
+	rv_get("rv GET isa_ext multi_en 0 after enabling all", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_EN));
+	rv_get("rv GET isa_ext multi_dis 1 after enabling all", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_DIS | 1));
+	rv_set("rv SET isa_ext multi_en 2", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_EN | 2), 1);
+	rv_set("rv SET isa_ext subtype 3", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, 3 << 16), 1);
+
+	/* SBI extensions and steal-time state. */
+	rv_set("rv SET sbi_ext DBCN 1", vcpu, RV64(KVM_REG_RISCV_SBI_EXT, KVM_RISCV_SBI_EXT_DBCN), 1);
+	rv_get("rv GET sbi_ext multi_en 0 after DBCN", vcpu, RV64(KVM_REG_RISCV_SBI_EXT, KVM_REG_RISCV_SBI_MULTI_EN));
+	rv_set("rv SET sbi_state STA shmem_lo", vcpu, RV64(KVM_REG_RISCV_SBI_STATE, 0), 0x80001000);
+	rv_get("rv GET sbi_state STA shmem_lo", vcpu, RV64(KVM_REG_RISCV_SBI_STATE, 0));
+	rv_set("rv SET sbi_state STA shmem_lo unaligned", vcpu, RV64(KVM_REG_RISCV_SBI_STATE, 0), 0x80001004);
+	rv_set("rv SET sbi_state STA shmem_hi 1", vcpu, RV64(KVM_REG_RISCV_SBI_STATE, 1), 1);
+	rv_set("rv SET sbi_ext STA 0", vcpu, RV64(KVM_REG_RISCV_SBI_EXT, KVM_RISCV_SBI_EXT_STA), 0);
+	rv_get("rv GET sbi_state STA shmem_lo without STA", vcpu, RV64(KVM_REG_RISCV_SBI_STATE, 0));
+	rv_set("rv SET sbi_ext STA 1", vcpu, RV64(KVM_REG_RISCV_SBI_EXT, KVM_RISCV_SBI_EXT_STA), 1);
+	rv_get("rv GET sbi_state STA shmem_lo after reset", vcpu, RV64(KVM_REG_RISCV_SBI_STATE, 0));
+
+	/* The first KVM_RUN (even one that returns at once) freezes the configuration. */
+	run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (run != MAP_FAILED) {
+		run->immediate_exit = 1;
+		IOCTL("rv KVM_RUN(immediate_exit)", vcpu, KVM_RUN, 0);
+		munmap(run, mmap_size);
+	}
+	cur = 0;
+	rv_one_reg(vcpu, KVM_GET_ONE_REG, d_id, &cur);
+	printf("rv after run: D is %llu\n", (unsigned long long)cur);
+	rv_set("rv after run: SET isa_ext D same", vcpu, d_id, cur);
+	rv_set("rv after run: SET isa_ext D other", vcpu, d_id, !cur);
+	rv_set("rv after run: SET isa_ext multi_dis 0 all", vcpu, RV64(KVM_REG_RISCV_ISA_EXT, KVM_REG_RISCV_ISA_MULTI_DIS), ~0ULL);
+	rv_get("rv after run: GET isa_ext D", vcpu, d_id);
+	cur = 0;
+	rv_one_reg(vcpu, KVM_GET_ONE_REG, isa_id, &cur);
+	rv_set("rv after run: SET config isa same", vcpu, isa_id, cur);
+	rv_set("rv after run: SET config isa without D", vcpu, isa_id, cur & ~(1ULL << 3));
+	rv_get("rv after run: GET config isa", vcpu, isa_id);
+	rv_set("rv after run: SET config mvendorid other", vcpu, RV64(KVM_REG_RISCV_CONFIG, KVM_REG_RISCV_CONFIG_REG(mvendorid)), 1);
+	rv_set("rv after run: SET config mvendorid same", vcpu, RV64(KVM_REG_RISCV_CONFIG, KVM_REG_RISCV_CONFIG_REG(mvendorid)), 0x489);
+	rv_set("rv after run: SET sbi_ext DBCN 0", vcpu, RV64(KVM_REG_RISCV_SBI_EXT, KVM_RISCV_SBI_EXT_DBCN), 0);
+	rv_set("rv after run: SET sbi_ext DBCN U32", vcpu, RV32(KVM_REG_RISCV_SBI_EXT, KVM_RISCV_SBI_EXT_DBCN), 0);
+	rv_set("rv after run: SET core pc", vcpu, RV64(KVM_REG_RISCV_CORE, 0), 0x80400000);
+	rv_get("rv after run: GET core pc", vcpu, RV64(KVM_REG_RISCV_CORE, 0));
+	printf("rv reg list n (first): %llu\n", (unsigned long long)n);
+	close(vcpu);
+	close(vm);
+}
+#endif
+
 int main(void)
 {
 	long page = sysconf(_SC_PAGESIZE), mmap_size, max_id;
@@ -1340,6 +1663,7 @@ int main(void)
 		ec.args[0] = 41;
 		IOCTL("ENABLE_CAP(VM_GPA_BITS, 41) with vCPUs", vm, KVM_ENABLE_CAP, &ec);
 		run_with_pending_signal(vcpu, mmap_size);
+		riscv_regs(kvm, mmap_size);
 	}
 #endif
 #ifdef __aarch64__
