@@ -37,10 +37,10 @@
 //! KVM_RUN loop:
 //!     preempt_disable();
 //!     let e = stage2::prepare_entry(vm, vcpu.last_exit_cpu != this_cpu);  // may IPI
-//!     csr_write(hgatp, e.hgatp);
 //!     local_irq_disable();
 //!     if e.vmid_changed() || requests pending { back out, loop }         // lock-free
-//!     if e.fence { e.fence_local(); }                                     // hfence.gvma
+//!     csr_write(hgatp, e.hgatp);
+//!     if e.fence { e.fence_local(); }        // = local_hfence_gvma_vmid(e.hgatp)
 //!     enter the guest; on exit remember this CPU as last_exit_cpu;
 //!     local_irq_enable(); preempt_enable();
 //!     guest-page fault (scause 20/21/23), preemptible:
@@ -65,6 +65,8 @@ use super::{
         Mode,
         PageSize,
         Prot,
+        HGATP_VMID_MASK,
+        HGATP_VMID_SHIFT,
         PAGE_SIZE, //
     },
     hugemap::{
@@ -456,12 +458,16 @@ impl GStageEntry {
     /// (`kvm_riscv_local_tlb_sanitize()`): `hfence.gvma` of the VMID, or of
     /// everything with VMIDs off.
     pub(crate) fn fence_local(&self) {
-        if VMIDS.bits() == 0 {
-            csr::hfence_gvma_all();
-        } else {
-            csr::hfence_gvma_vmid(self.vmid);
-        }
+        local_hfence_gvma_vmid(self.hgatp);
     }
+}
+
+/// `hfence.gvma` of the VMID in `hgatp` on this hart (what
+/// [`GStageEntry::fence`] asks for). With VMIDs off every VM uses VMID 0,
+/// so this drops every VM's entries, as the whole-TLB flush upstream does
+/// then.
+pub(crate) fn local_hfence_gvma_vmid(hgatp: u64) {
+    csr::hfence_gvma_vmid((hgatp & HGATP_VMID_MASK) >> HGATP_VMID_SHIFT);
 }
 
 /// Updates the VM's VMID if its generation is stale (may flush every CPU,
