@@ -6,10 +6,12 @@
 #   kvmrs.backend=kvm_rs|kvm|none   who serves /dev/kvm (kvm = upstream KVM:
 #                                   riscv64 loads the in-tree kvm.ko; arm64's
 #                                   is built in, on unless kvm-arm.mode=none)
-#   kvmrs.do=probe,guest,selftests,diff,lifecycle  what to run (comma separated, in order)
+#   kvmrs.do=probe,guest,selftests,diff,lifecycle,bench  what to run (comma separated, in order)
+#   kvmrs.bench=ARGS                arguments of kvm-bench, ':' for spaces (e.g. -n:5000)
 # With "selftests", the plan (test name and timeout per line) is read from
 # the 9p share "kvmrs" (build/<arch>/share), where the results go too.
 # "diff" runs kvm-diff and writes its transcript to the share (kvm-diff.txt).
+# "bench" runs kvm-bench (guest-exit micro-benchmarks) into the share (bench.txt).
 /opt/kvmrs/bin/busybox --install -s /opt/kvmrs/bin
 export PATH=/opt/kvmrs/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
@@ -43,10 +45,12 @@ finish() {
 
 backend=kvm_rs
 todo=probe
+benchargs=
 for a in $(cat /proc/cmdline); do
 	case "$a" in
 	kvmrs.backend=*) backend=${a#kvmrs.backend=} ;;
 	kvmrs.do=*) todo=${a#kvmrs.do=} ;;
+	kvmrs.bench=*) benchargs=$(echo "${a#kvmrs.bench=}" | tr : ' ') ;;
 	esac
 done
 
@@ -126,6 +130,18 @@ for step in $(echo "$todo" | tr , ' '); do
 				echo "# rmmod kvm_rs after kvm-diff: $r" >>/mnt/share/kvm-diff.txt
 			fi
 			echo "KVMRS-DIFF $(grep -vc '^#' /mnt/share/kvm-diff.txt) steps, rc=$rc"
+			sync
+		fi
+		;;
+	bench)
+		if [ ! -d /mnt/share ]; then
+			echo "KVMRS-ERROR kvm-bench needs the 9p share 'kvmrs'"
+			rc=2
+		else
+			# shellcheck disable=SC2086
+			kvm-bench $benchargs >/mnt/share/bench.txt 2>&1 || rc=1
+			sed 's/^/  /' /mnt/share/bench.txt
+			echo "KVMRS-BENCH rc=$rc"
 			sync
 		fi
 		;;
