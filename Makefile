@@ -15,7 +15,7 @@ ARCH ?= riscv64
 CLIPPY ?=
 KVMRS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kvm-rs
 BACKEND ?= kvm_rs
-export KVMRS_CACHE BOOT_TIMEOUT BOOT_LOG KUNIT_TIMEOUT BACKEND TEST ST_TIMEOUT DO KVARIANT
+export KVMRS_CACHE BOOT_TIMEOUT BOOT_LOG KUNIT_TIMEOUT BACKEND TEST ST_TIMEOUT DO KVARIANT BENCH_ARGS BENCH_RUNS
 
 ifeq ($(filter $(ARCH),riscv64 arm64),)
 $(error ARCH must be riscv64 or arm64, not '$(ARCH)')
@@ -28,7 +28,7 @@ B := tools/bench
 IN_ROOT := $(B)/in-root
 
 .PHONY: help toolchain linux-src kernel kernels module clippy userprogs rootfs \
-	boot run hosttest kunit selftests selftests-build selftests-compare kvm-diff lifecycle check \
+	boot run hosttest kunit selftests selftests-build selftests-compare kvm-diff lifecycle bench check \
 	clean distclean
 
 help:
@@ -52,6 +52,8 @@ help:
 	@echo '             -> build/ARCH/selftests-BACKEND.json'
 	@echo '  selftests-compare  both backends, test x backend matrix'
 	@echo '  kvm-diff   the same ioctl sequence on upstream KVM and kvm_rs, transcripts compared'
+	@echo '  bench      guest-exit micro-benchmarks, upstream KVM vs kvm_rs, twice each'
+	@echo '             (riscv64 only; BENCH_ARGS="-n N", BENCH_RUNS) -> build/ARCH/bench.md'
 	@echo '  lifecycle  VM create/destroy loop, CPU hotplug, suspend, unload, kmemleak (BACKEND)'
 	@echo '  clean      remove build/   distclean: also the cache $(KVMRS_CACHE)'
 
@@ -97,6 +99,10 @@ selftests-compare: rootfs
 
 kvm-diff: rootfs
 	@$(IN_ROOT) $(B)/kvm-diff.sh $(ARCH)
+
+# Not part of check: minutes of TCG time, and it measures, it does not test.
+bench: rootfs
+	@$(IN_ROOT) env BENCH_COMMIT="$$(git describe --always --dirty 2>/dev/null)" $(B)/bench.sh $(ARCH)
 
 # On the kmemleak variant of the kernel (configs/kmemleak.config).
 lifecycle: toolchain
