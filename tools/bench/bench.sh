@@ -4,7 +4,7 @@
 # QEMU command line), BENCH_RUNS times each (default 2, to show the spread),
 # alternating the backends. Inside the root.
 #   bench.sh ARCH
-# Env: BENCH_ARGS (kvm-bench arguments, default "-n 50000"), BENCH_RUNS,
+# Env: BENCH_ARGS (kvm-bench arguments, default "-n 20000"), BENCH_RUNS,
 # BOOT_TIMEOUT (per boot, default 900 s), BENCH_COMMIT (for the report).
 # Writes build/<arch>/bench-<backend>-<run>.txt (kvm-bench's output),
 # build/<arch>/boot-bench-<backend>-<run>.log and build/<arch>/bench.md
@@ -19,14 +19,17 @@ B=$KVMRS_TOP/tools/bench
 [ "$arch" = riscv64 ] ||
 	die "bench[$arch]: riscv64 only (kvm-bench has no arm64 guests yet, and kvm_rs has no arm64 run loop)"
 runs=${BENCH_RUNS:-2}
-args=${BENCH_ARGS:--n 50000}
+args=${BENCH_ARGS:--n 20000}
 mkdir -p "$out/share"
+rm -f "$out/bench-load.txt"
 rc=0
 for run in $(seq 1 "$runs"); do
 	for be in kvm kvm_rs; do
 		res=$out/bench-$be-$run.txt
 		rm -f "$out/share/bench.txt" "$res"
 		brc=0
+		# The machine's load before each boot: other work on the cores shows here.
+		echo "$be $run $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/bench-load.txt"
 		log "bench[$arch]: run $run/$runs, backend $be: kvm-bench $args"
 		BACKEND=$be DO=bench BOOT_TIMEOUT=${BOOT_TIMEOUT:-900} BOOT_LOG=$out/boot-bench-$be-$run.log \
 			"$B/boot.sh" "$arch" "kvmrs.bench=$(echo "$args" | tr ' ' :)" >/dev/null 2>&1 || brc=$?
@@ -122,6 +125,12 @@ print(f"- QEMU: {qemu}, `{machine}` (TCG)")
 print(f"- emulated host: {hostline}")
 print(f"- ISA: `{isa}`")
 print(f"- upstream KVM: {gstage}")
+try:
+    loads = [l.split() for l in open(f"{out}/bench-load.txt")]
+    print("- machine load average (1/5/15 min) before each boot: " +
+          "; ".join(f"{l[0]} run {l[1]}: {' '.join(l[2:])}" for l in loads))
+except OSError:
+    pass
 print(f"- raw output: `build/{arch}/bench-<backend>-<run>.txt`, consoles `build/{arch}/boot-bench-<backend>-<run>.log`")
 EOF
 log "bench[$arch]: wrote $out/bench.md"
