@@ -43,8 +43,8 @@ pub(crate) mod stats;
 mod stats_fd;
 pub(crate) mod storage;
 pub(crate) mod uapi;
-mod vcpu;
-mod vm;
+pub(crate) mod vcpu;
+pub(crate) mod vm;
 mod virt_cpu;
 pub(crate) mod vm_limits;
 

@@ -248,9 +248,27 @@ impl Vm {
     }
 
     /// The stage-2 MMU, for the arch's fault handler.
-    #[allow(dead_code)]
     pub(crate) fn mmu(&self) -> &VmMmu {
         &self.mmu
+    }
+
+    /// The vCPU at index `idx` (creation order), `kvm_get_vcpu()`.
+    ///
+    /// Takes `kvm->lock` (upstream reads an xarray under RCU instead):
+    /// callers must not hold it, and may hold a vCPU's mutex (nothing
+    /// takes a vCPU's mutex under `kvm->lock`).
+    pub(crate) fn vcpu_at(&self, idx: usize) -> Option<Arc<Vcpu>> {
+        self.state.lock().vcpus.get(idx).cloned()
+    }
+
+    /// Calls `f` with each vCPU and its index (`kvm_for_each_vcpu()`),
+    /// under `kvm->lock` (see [`Vm::vcpu_at`]); `f` must not sleep on
+    /// another vCPU's run.
+    pub(crate) fn for_each_vcpu(&self, mut f: impl FnMut(usize, &Vcpu)) {
+        let st = self.state.lock();
+        for (i, v) in st.vcpus.iter().enumerate() {
+            f(i, v);
+        }
     }
 
     /// The arch's VM state and its lock (`kvm->arch.config_lock`).

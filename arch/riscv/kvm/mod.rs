@@ -21,7 +21,11 @@ pub(crate) mod insn;
 mod kunit;
 pub(crate) mod mmu;
 pub(crate) mod regs;
+mod run;
 pub(crate) mod sbi;
+// STAND-IN for branch rvs2's stage2.rs (see its top comment).
+pub(crate) mod stage2;
+mod switch;
 pub(crate) mod vmid;
 
 use crate::kvm::{
@@ -46,6 +50,10 @@ use crate::kvm::{
         RISCV_VCPU_SCHEMA, //
     },
     uapi::GuestDebug,
+    vcpu::{
+        Vcpu as GenericVcpu,
+        VcpuRun, //
+    },
     vm_limits::{
         self,
         cap,
@@ -70,8 +78,30 @@ pub(crate) struct Vcpu {
     guest_debug: u32,
     /// The guest's registers (what the world switch loads and ONE_REG
     /// reads and writes).
-    #[allow(dead_code)]
     regs: regs::VcpuRegs,
+    /// The SBI state (extensions, forwarded-call completion, steal time).
+    sbi: sbi::SbiContext,
+    /// `vcpu->arch.ran_atleast_once`.
+    ran: bool,
+    /// `vcpu->arch.mmio_decode`: the MMIO access userspace completes.
+    mmio: insn::MmioDecode,
+    /// `vcpu->arch.csr_decode`: the CSR access userspace completes.
+    csr: insn::CsrDecode,
+    /// What load/put move between memory and the hart during `KVM_RUN`
+    /// (`run.rs`).
+    loaded: run::LoadedBox,
+    /// `vcpu->arch.last_exit_cpu`.
+    last_exit_cpu: Option<u32>,
+}
+
+/// The SBI configuration of this host's vCPUs.
+fn sbi_config() -> sbi::SbiConfig {
+    sbi::SbiConfig {
+        v01: cfg!(CONFIG_RISCV_SBI_V01),
+        // `sched_info_on()`: CONFIG_SCHED_INFO is selected by KVM_RS_HOST.
+        sta: cfg!(CONFIG_SCHED_INFO),
+        imp_version: u64::from(bindings::LINUX_VERSION_CODE),
+    }
 }
 
 /// G-stage page-table levels of the deepest mode (`kvm_riscv_gstage_max_pgd_levels`),
@@ -247,7 +277,17 @@ impl Arch for Host {
     fn vcpu_create(_id: u32, idx: usize, _vm: &mut ()) -> Result<Vcpu, Errno> {
         // kvm_arch_vcpu_postcreate(): only the first vCPU starts powered on.
         let mp_state = if idx == 0 { uapi::KVM_MP_STATE_RUNNABLE } else { uapi::KVM_MP_STATE_STOPPED };
-        Ok(Vcpu { mp_state, guest_debug: 0, regs: regs::VcpuRegs::reset() })
+        Ok(Vcpu {
+            mp_state,
+            guest_debug: 0,
+            regs: regs::VcpuRegs::reset(),
+            sbi: sbi::SbiContext::new(sbi_config()),
+            ran: false,
+            mmio: insn::MmioDecode::default(),
+            csr: insn::CsrDecode::default(),
+            loaded: run::LoadedBox::new()?,
+            last_exit_cpu: None,
+        })
     }
 
     fn vcpu_ioctl(_vcpu: &mut Vcpu, _vm: &mut (), _cmd: u32, _arg: usize) -> Result<isize, Errno> {
@@ -293,9 +333,28 @@ impl Arch for Host {
         Ok(())
     }
 
-    fn vcpu_run(_vcpu: &mut Vcpu) -> Result<(), Errno> {
-        // No world switch yet: honestly refuse to run the guest.
-        Err(Errno::ENOEXEC)
+    fn vcpu_complete_exit(vcpu: &mut Vcpu, run: &VcpuRun<'_>) -> Result<(), Errno> {
+        run::complete_exit(vcpu, run)
+    }
+
+    fn vcpu_run(vcpu: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
+        run::run(vcpu, run)
+    }
+
+    fn kick_cpu(cpu: u32) {
+        let Ok(cpu) = i32::try_from(cpu) else { return };
+        // SAFETY: `cpu` is a CPU id recorded at vCPU load; sending a
+        // reschedule IPI to any CPU is harmless.
+        unsafe { bindings::arch_smp_send_reschedule(cpu) };
+    }
+
+    type VcpuShared = run::Shared;
+
+    fn vcpu_unlocked_ioctl(vcpu: &GenericVcpu, cmd: u32, arg: usize) -> Option<Result<isize, Errno>> {
+        if cmd == uapi::KVM_INTERRUPT {
+            return Some(run::kvm_interrupt(vcpu, arg));
+        }
+        None
     }
 
     fn get_mp_state(vcpu: &Vcpu) -> u32 {
@@ -330,21 +389,22 @@ impl Arch for Host {
         cpu_enable::disable_this_hart();
     }
 
-    // No stage-2 tables yet (the G-stage comes with the riscv world switch): nothing is ever
-    // mapped, so there is nothing to unmap or age.
-    type Stage2 = ();
+    // STAND-IN until rvs2 merges (stage2.rs): 4 KiB maps, no aging.
+    type Stage2 = stage2::Stage2;
 
-    fn stage2_new(_gpa_bits: u32) -> Result<(), Errno> {
-        Ok(())
+    fn stage2_new(gpa_bits: u32) -> Result<stage2::Stage2, Errno> {
+        stage2::Stage2::new(gpa_bits)
     }
 
-    fn stage2_unmap(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) {}
+    fn stage2_unmap(s2: &mut stage2::Stage2, gfn_start: u64, gfn_end: u64) {
+        s2.unmap(gfn_start, gfn_end);
+    }
 
-    fn stage2_age(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) -> bool {
+    fn stage2_age(_s2: &mut stage2::Stage2, _gfn_start: u64, _gfn_end: u64) -> bool {
         false
     }
 
-    fn stage2_test_age(_s2: &(), _gfn_start: u64, _gfn_end: u64) -> bool {
+    fn stage2_test_age(_s2: &stage2::Stage2, _gfn_start: u64, _gfn_end: u64) -> bool {
         false
     }
 
@@ -439,7 +499,6 @@ mod tests {
             assert_eq!(Host::set_mp_state(&mut v0, bad), Err(Errno::EINVAL));
         }
         assert_eq!(Host::get_mp_state(&v0), uapi::KVM_MP_STATE_STOPPED);
-        assert_eq!(Host::vcpu_run(&mut v0), Err(Errno::ENOEXEC));
         Ok(())
     }
 
