@@ -24,19 +24,29 @@
 //! `kvm_arch_vcpu_ioctl_run()`: only the VM's creator (its mm, else `EIO`)
 //! may run it, serialised by the vCPU mutex; the argument must be 0
 //! (`EINVAL`); the arch may refuse first (arm64: `ENOEXEC` before
-//! `KVM_ARM_VCPU_INIT`); `immediate_exit` returns `EINTR` without touching
-//! `exit_reason` (x86 sets `KVM_EXIT_INTR` there, riscv64 and arm64 do
-//! not). Then the vCPU's signal mask (`KVM_SET_SIGNAL_MASK`) replaces the
-//! task's for the duration of the run (`kvm_sigset_activate()`),
-//! `exit_reason` becomes `KVM_EXIT_UNKNOWN`, a pending signal ends the run
-//! with `EINTR` and `KVM_EXIT_INTR`, pending requests
-//! ([`requests`](super::requests)) are handled, and the arch's run hook is
-//! called. There is no world switch yet: that hook returns `ENOEXEC`.
+//! `KVM_ARM_VCPU_INIT`); the arch completes the exit userspace just handled
+//! (MMIO data, SBI and CSR return values: [`Arch::vcpu_complete_exit`]);
+//! `immediate_exit` returns `EINTR` without touching `exit_reason` (x86
+//! sets `KVM_EXIT_INTR` there, riscv64 and arm64 do not). Then the vCPU's
+//! signal mask (`KVM_SET_SIGNAL_MASK`) replaces the task's for the
+//! duration of the run (`kvm_sigset_activate()`), `exit_reason` becomes
+//! `KVM_EXIT_UNKNOWN`, and the arch's run loop ([`Arch::vcpu_run`]) runs
+//! with a [`VcpuRun`]: each iteration handles pending work (a signal ends
+//! the run with `EINTR` and `KVM_EXIT_INTR`), the requests
+//! ([`requests`](super::requests)), enters the guest in guest mode
+//! ([`Vcpu::enter_guest_mode`]: a [`Vcpu::kick`] then interrupts the CPU
+//! with [`Arch::kick_cpu`]) and handles its exit; a halted vCPU sleeps in
+//! [`Vcpu::block`] until a kick, a signal or its timer. riscv64 runs guests;
+//! arm64 has no world switch yet and returns `ENOEXEC`.
 //!
-//! Not yet: `signal_exits` does not count (the statistics are static), the
+//! `KVM_INTERRUPT` (riscv64) does not take the vCPU mutex
+//! ([`Arch::vcpu_unlocked_ioctl`]): it must reach a vCPU that sits in
+//! `KVM_RUN`.
+//!
+//! Not yet: `signal_exits` and the other statistics do not count, the
 //! vCPU mutex is not killable (upstream's `mutex_lock_killable()` returns
 //! `EINTR` to a killed waiter; the kernel crate has no killable lock), and
-//! `vcpu->pid` is not tracked (nothing yields to or kicks a vCPU thread).
+//! `vcpu->pid` is not tracked (directed yield).
 
 use super::{
     abi::{

@@ -20,6 +20,8 @@ pub(crate) mod gstage;
 pub(crate) mod insn;
 mod kunit;
 pub(crate) mod mmu;
+// STAND-IN for branch rvregs's ONE_REG (see its top comment).
+mod onereg_standin;
 pub(crate) mod regs;
 mod run;
 pub(crate) mod sbi;
@@ -100,8 +102,45 @@ fn sbi_config() -> sbi::SbiConfig {
         v01: cfg!(CONFIG_RISCV_SBI_V01),
         // `sched_info_on()`: CONFIG_SCHED_INFO is selected by KVM_RS_HOST.
         sta: cfg!(CONFIG_SCHED_INFO),
-        imp_version: u64::from(bindings::LINUX_VERSION_CODE),
+        imp_version: host_version_code(),
     }
+}
+
+/// `offsetof(struct uts_namespace, name.release)`: `name` (`struct
+/// new_utsname`) comes first, then `sysname[65]`, `nodename[65]`.
+const UTS_RELEASE_OFFSET: usize = 2 * 65;
+/// The length of `release`.
+const UTS_RELEASE_LEN: usize = 65;
+
+/// `LINUX_VERSION_CODE` of the running kernel, parsed from
+/// `init_uts_ns.name.release` ("7.3.4-..."): bindgen sees neither
+/// `<generated/uapi/linux/version.h>` nor the fields of `struct
+/// uts_namespace` (opaque), so the offset is the C layout's.
+fn host_version_code() -> u64 {
+    let mut release = [0u8; UTS_RELEASE_LEN];
+    // SAFETY: `init_uts_ns` (exported) is a static whose first member is
+    // `struct new_utsname`; `release` is a 65-byte array at offset 130,
+    // inside the object. It never changes after boot (only `nodename` and
+    // `domainname` are writable).
+    unsafe {
+        let base = core::ptr::addr_of!(bindings::init_uts_ns).cast::<u8>();
+        core::ptr::copy_nonoverlapping(base.add(UTS_RELEASE_OFFSET), release.as_mut_ptr(), UTS_RELEASE_LEN);
+    }
+    let mut nums = [0u32; 3];
+    let mut i = 0;
+    for &c in release.iter() {
+        match c {
+            b'0'..=b'9' => {
+                if let Some(n) = nums.get_mut(i) {
+                    *n = n.saturating_mul(10).saturating_add(u32::from(c - b'0'));
+                }
+            }
+            b'.' => i += 1,
+            _ => break,
+        }
+    }
+    let [major, minor, sub] = nums;
+    sbi::linux_version_code(major.min(255) as u8, minor.min(255) as u8, sub)
 }
 
 /// G-stage page-table levels of the deepest mode (`kvm_riscv_gstage_max_pgd_levels`),
@@ -299,21 +338,32 @@ impl Arch for Host {
     }
 
     fn get_one_reg(
-        _vcpu: &mut Vcpu,
+        vcpu: &mut Vcpu,
         _vm: &mut (),
         id: u64,
         write: impl FnOnce(&[u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
+        if onereg_standin::serves(id) {
+            return write(&onereg_standin::get(&vcpu.regs, id)?.to_ne_bytes());
+        }
         check_satp_mode_reg(id)?;
         write(&host_satp_mode().to_ne_bytes())
     }
 
     fn set_one_reg(
-        _vcpu: &mut Vcpu,
+        vcpu: &mut Vcpu,
         _vm: &mut (),
         id: u64,
         read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
+        if onereg_standin::serves(id) {
+            if reg_size(id) != 8 {
+                return Err(Errno::EINVAL);
+            }
+            let mut bytes = [0u8; 8];
+            read(&mut bytes)?;
+            return onereg_standin::set(&mut vcpu.regs, id, u64::from_ne_bytes(bytes));
+        }
         check_satp_mode_reg(id)?;
         let mut bytes = [0u8; 8];
         read(&mut bytes)?;
@@ -351,7 +401,7 @@ impl Arch for Host {
     type VcpuShared = run::Shared;
 
     fn vcpu_unlocked_ioctl(vcpu: &GenericVcpu, cmd: u32, arg: usize) -> Option<Result<isize, Errno>> {
-        if cmd == uapi::KVM_INTERRUPT {
+        if cmd == crate::kvm::uapi::KVM_INTERRUPT {
             return Some(run::kvm_interrupt(vcpu, arg));
         }
         None
@@ -476,9 +526,11 @@ mod tests {
         assert_eq!(set(&mut v, satp, 0), Err(Errno::EINVAL));
         let satp32 = satp & !uapi::KVM_REG_SIZE_MASK | uapi::KVM_REG_SIZE_U32;
         assert_eq!(get(&mut v, satp32), Err(Errno::EINVAL));
-        // isa (config 0) and a core register: not yet.
+        // isa (config 0) and a timer register: not yet. (Core registers
+        // and general CSRs are served by the rvregs stand-in.)
         assert_eq!(get(&mut v, satp & !0xff), Err(Errno::ENOENT));
-        assert_eq!(get(&mut v, (uapi::KVM_REG_RISCV as u64) | size64 | (2 << 24)), Err(Errno::ENOENT));
+        assert_eq!(get(&mut v, (uapi::KVM_REG_RISCV as u64) | size64 | (4 << 24)), Err(Errno::ENOENT));
+        assert_eq!(get(&mut v, (uapi::KVM_REG_RISCV as u64) | size64 | (2 << 24)).as_deref(), Ok(&0u64.to_ne_bytes()[..]));
         let mut ids = KVec::new();
         Host::for_each_reg(&v, &(), &mut |id| ids.push(id, GFP_KERNEL).map_err(|_| Errno::ENOMEM))
             .map_err(|_| EINVAL)?;

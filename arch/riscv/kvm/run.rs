@@ -562,7 +562,7 @@ kernel::static_assert!(core::mem::offset_of!(uapi::kvm_run, __bindgen_anon_1) ==
 ///
 /// `ptr` is a vCPU's `LoadedBox` pointer, used by no one else while the
 /// reference lives (see [`LoadedBox`]).
-unsafe fn loaded_mut<'a>(ptr: *mut Loaded, _p: &'a PreemptGuard) -> &'a mut Loaded {
+unsafe fn loaded_mut<'a>(ptr: *mut Loaded, _p: &'a mut PreemptGuard) -> &'a mut Loaded {
     // SAFETY: By the caller and the `LoadedBox` invariant.
     unsafe { &mut *ptr }
 }
@@ -665,10 +665,10 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
         v.ran = true;
     }
     {
-        let p = PreemptGuard::new();
+        let mut p = PreemptGuard::new();
         // SAFETY: Preemption is off; the state is not loaded (put at the
         // end of every run).
-        let l = unsafe { loaded_mut(v.loaded.ptr, &p) };
+        let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
         l.csrs = v.regs.csrs;
         l.timer = v.regs.timer;
         l.fp = v.regs.fp;
@@ -676,21 +676,20 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
         l.henvcfg = guest_henvcfg();
         l.hedeleg = if v.guest_debug != 0 { HEDELEG_DEFAULT & !(1 << EXC_BREAKPOINT) } else { HEDELEG_DEFAULT };
     }
-    kernel::stack_pin_init!(let notifier = PreemptNotifier::new(Notify { loaded: v.loaded.ptr, vcpu: gv }));
-    let mut notifier = notifier;
-    let p = PreemptGuard::new();
+    pin_init::stack_pin_init!(let notifier = PreemptNotifier::new(Notify { loaded: v.loaded.ptr, vcpu: gv }));
+    let mut p = PreemptGuard::new();
     let registration = notifier.as_mut().register();
     // SAFETY: Preemption is off; the notifier cannot run before `p` drops.
-    unsafe { load(loaded_mut(v.loaded.ptr, &p)) };
+    unsafe { load(loaded_mut(v.loaded.ptr, &mut p)) };
     gv.set_cpu(Some(p.cpu()));
     drop(p);
 
     let result = run_loop(v, run);
 
-    let p = PreemptGuard::new();
+    let mut p = PreemptGuard::new();
     {
         // SAFETY: Preemption is off.
-        let l = unsafe { loaded_mut(v.loaded.ptr, &p) };
+        let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
         if l.loaded {
             // SAFETY: Loaded on this hart (the notifier reloads on sched in).
             unsafe { put(l) };
@@ -724,13 +723,13 @@ fn run_loop(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
             continue;
         }
 
-        let p = PreemptGuard::new();
+        let mut p = PreemptGuard::new();
         let cpu = p.cpu();
         let (hgatp, flush) = stage2::prepare_entry(vm, v.last_exit_cpu != Some(cpu));
         let irqs = kernel::interrupt::local_interrupt_disable();
         gv.enter_guest_mode();
         // SAFETY: Preemption and interrupts are off.
-        let l = unsafe { loaded_mut(v.loaded.ptr, &p) };
+        let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
         l.csrs.hvip = gv.arch_shared().flush(l.csrs.hvip);
         csr_write!(CSR_HVIP, l.csrs.hvip);
         if gv.requests().pending() || VcpuRun::work_pending() {
@@ -935,9 +934,9 @@ extern "C" {
 /// the guest, its timer fires, or a kick or signal comes.
 fn wfi(v: &mut Vcpu, gv: &GenericVcpu) {
     let (vsie, hvip, next, delta) = {
-        let p = PreemptGuard::new();
+        let mut p = PreemptGuard::new();
         // SAFETY: Preemption is off.
-        let l = unsafe { loaded_mut(v.loaded.ptr, &p) };
+        let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
         let next = if host_has_sstc() && l.loaded { csr_read!(CSR_VSTIMECMP) } else { l.timer.next_cycles };
         (l.csrs.vsie, l.csrs.hvip, next, l.htimedelta)
     };
@@ -952,7 +951,7 @@ fn wfi(v: &mut Vcpu, gv: &GenericVcpu) {
         let now = guest_time(delta);
         let cycles = next.saturating_sub(now);
         // SAFETY: Set at boot, read-only afterwards.
-        let hz = u64::from(unsafe { core::ptr::addr_of!(riscv_timebase).read() }).max(1);
+        let hz = (unsafe { core::ptr::addr_of!(riscv_timebase).read() } as u64).max(1);
         let ms = cycles / hz * 1000 + (cycles % hz) * 1000 / hz + 1;
         let ms = u32::try_from(ms).unwrap_or(u32::MAX);
         Some(kernel::time::msecs_to_jiffies(ms))
@@ -1197,7 +1196,7 @@ pub(crate) fn kvm_interrupt(gv: &GenericVcpu, arg: usize) -> Result<isize, Errno
         .reader()
         .read::<u32>()
         .map_err(|_| Errno::EFAULT)?;
-    if irq == uapi::KVM_INTERRUPT_SET {
+    if irq == uapi::KVM_INTERRUPT_SET as u32 {
         gv.arch_shared().set_interrupt(VSEIP);
         gv.kick();
     } else {

@@ -61,6 +61,12 @@ impl HostSave {
     }
 }
 
+/// Byte offset of host register `i` (`ra`, `sp`, `gp`, `tp`, `s0`-`s11`)
+/// in [`HostSave`].
+const fn host_gpr(i: usize) -> usize {
+    core::mem::offset_of!(HostSave, gpr) + i * 8
+}
+
 // SAFETY: The raw pointer is only set and used by `switch_to`, on the
 // thread that owns both the save area and the guest context.
 unsafe impl Send for HostSave {}
@@ -196,22 +202,22 @@ core::arch::global_asm!(
     "ret",
     ".option pop",
     ".popsection",
-    h_ra = const core::mem::offset_of!(HostSave, gpr) + 0 * 8,
-    h_sp = const core::mem::offset_of!(HostSave, gpr) + 1 * 8,
-    h_gp = const core::mem::offset_of!(HostSave, gpr) + 2 * 8,
-    h_tp = const core::mem::offset_of!(HostSave, gpr) + 3 * 8,
-    h_s0 = const core::mem::offset_of!(HostSave, gpr) + 4 * 8,
-    h_s1 = const core::mem::offset_of!(HostSave, gpr) + 5 * 8,
-    h_s2 = const core::mem::offset_of!(HostSave, gpr) + 6 * 8,
-    h_s3 = const core::mem::offset_of!(HostSave, gpr) + 7 * 8,
-    h_s4 = const core::mem::offset_of!(HostSave, gpr) + 8 * 8,
-    h_s5 = const core::mem::offset_of!(HostSave, gpr) + 9 * 8,
-    h_s6 = const core::mem::offset_of!(HostSave, gpr) + 10 * 8,
-    h_s7 = const core::mem::offset_of!(HostSave, gpr) + 11 * 8,
-    h_s8 = const core::mem::offset_of!(HostSave, gpr) + 12 * 8,
-    h_s9 = const core::mem::offset_of!(HostSave, gpr) + 13 * 8,
-    h_s10 = const core::mem::offset_of!(HostSave, gpr) + 14 * 8,
-    h_s11 = const core::mem::offset_of!(HostSave, gpr) + 15 * 8,
+    h_ra = const host_gpr(0),
+    h_sp = const host_gpr(1),
+    h_gp = const host_gpr(2),
+    h_tp = const host_gpr(3),
+    h_s0 = const host_gpr(4),
+    h_s1 = const host_gpr(5),
+    h_s2 = const host_gpr(6),
+    h_s3 = const host_gpr(7),
+    h_s4 = const host_gpr(8),
+    h_s5 = const host_gpr(9),
+    h_s6 = const host_gpr(10),
+    h_s7 = const host_gpr(11),
+    h_s8 = const host_gpr(12),
+    h_s9 = const host_gpr(13),
+    h_s10 = const host_gpr(14),
+    h_s11 = const host_gpr(15),
     h_sstatus = const core::mem::offset_of!(HostSave, sstatus),
     h_stvec = const core::mem::offset_of!(HostSave, stvec),
     h_sscratch = const core::mem::offset_of!(HostSave, sscratch),
@@ -429,7 +435,7 @@ const CSR_HSTATUS: u32 = 0x600;
 pub(crate) fn unpriv_read(guest_hstatus: u64, insn: bool, addr: u64) -> Result<u64, UnprivTrap> {
     let mut trap = UnprivTrap::default();
     let _irqs = kernel::interrupt::local_interrupt_disable();
-    let handler = kvm_rs_riscv_unpriv_trap as usize as u64;
+    let handler = kvm_rs_riscv_unpriv_trap as *const () as usize as u64;
     let (old_hstatus, old_stvec): (u64, u64);
     // SAFETY: Interrupts are off, so no host trap but the one the read may
     // cause reaches `stvec`; the trap handler only writes `trap` (through
