@@ -376,14 +376,16 @@ pub(crate) trait Arch {
     fn set_mp_state(vcpu: &mut Self::Vcpu, state: u32) -> Result<(), Errno>;
 
     /// `KVM_SET_GUEST_DEBUG` (`kvm_arch_vcpu_ioctl_set_guest_debug()`):
-    /// validates and stores the debug control. Nothing acts on it until the
-    /// world switch exists, so `KVM_CAP_SET_GUEST_DEBUG` is not claimed.
+    /// validates and stores the debug control.
     ///
     /// - riscv64: any control; stored if `KVM_GUESTDBG_ENABLE` is set,
-    ///   else cleared;
+    ///   else cleared; while set, guest `ebreak`s exit to userspace with
+    ///   `KVM_EXIT_DEBUG` (`KVM_CAP_SET_GUEST_DEBUG` is claimed);
     /// - arm64: `EINVAL` for bits outside `KVM_GUESTDBG_VALID_MASK`
     ///   (`ENABLE`, `SINGLESTEP`, `USE_SW_BP`, `USE_HW`); without `ENABLE`
-    ///   cleared; with `USE_HW` the breakpoint/watchpoint registers are kept.
+    ///   cleared; with `USE_HW` the breakpoint/watchpoint registers are
+    ///   kept. Nothing acts on it until the world switch exists, so arm64
+    ///   does not claim `KVM_CAP_SET_GUEST_DEBUG`.
     fn set_guest_debug(vcpu: &mut Self::Vcpu, dbg: &GuestDebug) -> Result<(), Errno>;
 
     /// Turns virtualization on on the current CPU (`kvm_arch_enable_virtualization_cpu()`),

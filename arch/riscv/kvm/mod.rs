@@ -287,9 +287,11 @@ impl Arch for Host {
     fn check_extension(c: i64, vm: Option<&VmFacts>) -> i64 {
         match c {
             cap::NR_VCPUS | cap::MAX_VCPUS | cap::VM_GPA_BITS | cap::READONLY_MEM
-            | cap::IMMEDIATE_EXIT => vm_limits::riscv_check_extension(&Self::host_caps(vm), c),
-            // ONE_REG (only satp_mode exists), irqchip, ioeventfd, MP_STATE,
-            // guest debug: not yet. MAX_VCPU_ID is 0 upstream too.
+            | cap::IMMEDIATE_EXIT | cap::MP_STATE | cap::SET_GUEST_DEBUG => {
+                vm_limits::riscv_check_extension(&Self::host_caps(vm), c)
+            }
+            // ONE_REG (the register work), irqchip, ioeventfd: not yet.
+            // MAX_VCPU_ID is 0 upstream too.
             _ => 0,
         }
     }
