@@ -427,8 +427,28 @@ impl Vm {
         Ok(0)
     }
 
-    /// `KVM_IOEVENTFD` (`kvm_ioeventfd()`): registration only; nothing
-    /// signals the eventfds until guest MMIO exits exist.
+    /// A guest MMIO write of `data` (1 to 8 bytes) at `addr` on the VM's
+    /// MMIO bus (`kvm_io_bus_write(KVM_MMIO_BUS)`): `true` if an
+    /// ioeventfd took it (its eventfd is signalled; the write needs no exit
+    /// to userspace).
+    pub(crate) fn mmio_write(&self, addr: u64, data: &[u8]) -> bool {
+        let Ok(len) = u32::try_from(data.len()) else { return false };
+        let mut b = [0u8; 8];
+        let Some(dst) = b.get_mut(..data.len()) else { return false };
+        dst.copy_from_slice(data);
+        let value = u64::from_le_bytes(b);
+        let fds = self.ioeventfds.lock();
+        match fds.mmio_write_target(addr, len, value) {
+            Some(e) => {
+                e.signal();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `KVM_IOEVENTFD` (`kvm_ioeventfd()`): registration; guest MMIO
+    /// writes signal the eventfds ([`Vm::mmio_write`]).
     fn ioeventfd(&self, arg: usize) -> Result<isize> {
         let a: uapi::Ioeventfd = read_user(arg)?;
         let args = IoeventfdArgs {

@@ -403,11 +403,12 @@ pub(crate) fn check_extension(cfg: &GenericCaps, cap: i64, arch: impl FnOnce(i64
 /// with `KVM_CREATE_DEVICE_TEST`), and the `kvm_run` exit data formats
 /// (`INTERNAL_ERROR_DATA`: `internal.ndata`/`data` are filled;
 /// `SYSTEM_EVENT_DATA`: `system_event.ndata`/`data` are, as riscv64's SRST
-/// exit does). Every other capability of the generic
+/// exit does), and `IOEVENTFD_ANY_LENGTH` (length-0 `KVM_IOEVENTFD`
+/// registrations). Every other capability of the generic
 /// table ([`GenericCaps::MINIMAL`] still answers some upstream answers
 /// unconditionally, e.g. `HALT_POLL`, `IOEVENTFD_ANY_LENGTH`, `IRQFD`) is
 /// answered 0 until its feature exists.
-pub(crate) const KVM_RS_GENERIC_CAPS: [i64; 12] = [
+pub(crate) const KVM_RS_GENERIC_CAPS: [i64; 13] = [
     cap::USER_MEMORY,
     cap::USER_MEMORY2,
     cap::DESTROY_MEMORY_REGION_WORKS,
@@ -420,6 +421,7 @@ pub(crate) const KVM_RS_GENERIC_CAPS: [i64; 12] = [
     cap::DEVICE_CTRL,
     cap::INTERNAL_ERROR_DATA,
     cap::SYSTEM_EVENT_DATA,
+    cap::IOEVENTFD_ANY_LENGTH,
 ];
 
 /// kvm_rs's `KVM_CHECK_EXTENSION`: upstream's generic answer (with
@@ -562,8 +564,9 @@ mod host_tests {
         assert_eq!(kvm_rs_check_extension(cap::DEVICE_CTRL, arch), 1);
         assert_eq!(kvm_rs_check_extension(cap::INTERNAL_ERROR_DATA, arch), 1);
         assert_eq!(kvm_rs_check_extension(cap::SYSTEM_EVENT_DATA, arch), 1);
+        assert_eq!(kvm_rs_check_extension(cap::IOEVENTFD_ANY_LENGTH, arch), 1);
         // Upstream answers these unconditionally; kvm_rs has no feature yet.
-        for c in [cap::HALT_POLL, cap::IOEVENTFD_ANY_LENGTH, cap::SYNC_MMU, cap::COALESCED_MMIO,
+        for c in [cap::HALT_POLL, cap::SYNC_MMU, cap::COALESCED_MMIO,
                   cap::IRQFD, cap::DIRTY_LOG_RING_ACQ_REL, cap::GUEST_MEMFD] {
             assert_eq!(kvm_rs_check_extension(c, arch), 0, "cap {c}");
         }

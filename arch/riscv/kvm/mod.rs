@@ -287,10 +287,10 @@ impl Arch for Host {
     fn check_extension(c: i64, vm: Option<&VmFacts>) -> i64 {
         match c {
             cap::NR_VCPUS | cap::MAX_VCPUS | cap::VM_GPA_BITS | cap::READONLY_MEM
-            | cap::IMMEDIATE_EXIT | cap::MP_STATE | cap::SET_GUEST_DEBUG => {
+            | cap::IMMEDIATE_EXIT | cap::MP_STATE | cap::SET_GUEST_DEBUG | cap::IOEVENTFD => {
                 vm_limits::riscv_check_extension(&Self::host_caps(vm), c)
             }
-            // ONE_REG (the register work), irqchip, ioeventfd: not yet.
+            // ONE_REG (the register work), irqchip: not yet.
             // MAX_VCPU_ID is 0 upstream too.
             _ => 0,
         }

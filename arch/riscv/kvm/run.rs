@@ -994,6 +994,17 @@ fn gstage_page_fault(v: &mut Vcpu, run: &VcpuRun<'_>, t: &Trap) -> Result<Next, 
     .map_err(|e| e.errno())?;
     v.mmio = ex.decode;
     let a = ex.access;
+    if a.is_write && run.vm().mmio_write(a.phys_addr, a.data()) {
+        // An ioeventfd took it (`mmio_exit_kernel`): complete at once.
+        let mut data = [0u8; 8];
+        if let Some(d) = data.get_mut(..a.data().len()) {
+            d.copy_from_slice(a.data());
+        }
+        if let Ok(Some(c)) = v.mmio.complete(true, &data) {
+            Vcpu::complete(&mut v.regs.core, c);
+        }
+        return Ok(Next::Guest);
+    }
     run.write(RUN_UNION, &a.phys_addr.to_ne_bytes());
     run.write(RUN_UNION + 8, a.data());
     run.write(RUN_UNION + 16, &a.len.to_ne_bytes());
