@@ -381,7 +381,11 @@ impl Arch for Host {
         emit(REG_SATP_MODE)
     }
 
-    fn vcpu_run_check(_vcpu: &mut Vcpu, _vm: &mut ()) -> Result<(), Errno> {
+    fn vcpu_run_check(vcpu: &mut Vcpu, _vm: &mut ()) -> Result<(), Errno> {
+        // kvm_arch_vcpu_ioctl_run(): every KVM_RUN that reaches the arch,
+        // even one that leaves at once for immediate_exit, marks the vCPU
+        // as having run.
+        vcpu.ran = true;
         Ok(())
     }
 

@@ -465,6 +465,7 @@ impl PreemptNotifierOps for Notify {
         unsafe {
             load(&mut *this.loaded);
             (*this.vcpu).set_cpu(Some(cpu.as_u32()));
+            (*this.vcpu).requests().make(REQ_STEAL_UPDATE);
         }
     }
 
@@ -522,6 +523,12 @@ const REQ_FENCE_I: Request = match Request::new(8) {
 };
 /// `KVM_REQ_HFENCE_VVMA_ALL`.
 const REQ_HFENCE_VVMA_ALL: Request = match Request::new(9) {
+    Some(r) => r,
+    None => panic!(),
+};
+
+/// `KVM_REQ_STEAL_UPDATE`: made at every vCPU load.
+const REQ_STEAL_UPDATE: Request = match Request::new(10) {
     Some(r) => r,
     None => panic!(),
 };
@@ -661,9 +668,11 @@ pub(crate) fn complete_exit(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<(), Errno
 /// [`Arch::vcpu_run`]: crate::kvm::arch::Arch::vcpu_run
 pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
     let gv = run.vcpu();
-    if !v.ran {
-        v.ran = true;
-    }
+    // `htimedelta`: the VM's guest-time delta. It comes with the register
+    // work (riscv `Vm::time_delta`, set by ONE_REG `timer.time`); until
+    // then guest time is host time. After that merge:
+    // `let time_delta = run.vm().arch().lock().time_delta;`
+    let time_delta = 0;
     {
         let mut p = PreemptGuard::new();
         // SAFETY: Preemption is off; the state is not loaded (put at the
@@ -674,6 +683,7 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
         l.fp = v.regs.fp;
         l.guest_fs = v.regs.core.sstatus & SSTATUS_FS;
         l.henvcfg = guest_henvcfg();
+        l.htimedelta = time_delta;
         l.hedeleg = if v.guest_debug != 0 { HEDELEG_DEFAULT & !(1 << EXC_BREAKPOINT) } else { HEDELEG_DEFAULT };
     }
     pin_init::stack_pin_init!(let notifier = PreemptNotifier::new(Notify { loaded: v.loaded.ptr, vcpu: gv }));
@@ -683,6 +693,7 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
     unsafe { load(loaded_mut(v.loaded.ptr, &mut p)) };
     gv.set_cpu(Some(p.cpu()));
     drop(p);
+    gv.requests().make(REQ_STEAL_UPDATE);
 
     let result = run_loop(v, run);
 
@@ -716,6 +727,9 @@ fn run_loop(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
         let reqs = gv.requests();
         let fence_i = reqs.check(REQ_FENCE_I);
         let vvma = reqs.check(REQ_HFENCE_VVMA_ALL);
+        if reqs.check(REQ_STEAL_UPDATE) {
+            record_steal_time(v, vm);
+        }
         if v.mp_state == uapi::KVM_MP_STATE_STOPPED {
             // KVM_REQ_SLEEP: wait until another vCPU or userspace starts
             // this one (or a signal ends the run).
@@ -1199,6 +1213,57 @@ impl Shared {
         let val = self.irqs_pending.load(Ordering::Acquire) & mask;
         (hvip & !mask) | val
     }
+}
+
+/// The user address of guest physical `gpa`, if a (writable, if `write`)
+/// memslot backs it.
+fn guest_uaddr(vm: &Vm, gpa: u64, write: bool) -> Option<usize> {
+    let hva = vm.mmu().gfn_to_hva(gpa >> 12, write)?;
+    usize::try_from(hva.checked_add(gpa & 0xfff)?).ok()
+}
+
+/// `kvm_riscv_vcpu_record_steal_time()`: updates the guest's
+/// `sbi_sta_struct` (sequence, steal, sequence) through the VMM's mapping
+/// of guest memory (`current->mm`), as `kvm_vcpu_write_guest()` does.
+fn record_steal_time(v: &mut Vcpu, vm: &Vm) {
+    use super::sbi::{STA_SEQUENCE, STA_STEAL};
+    use kernel::uaccess::{UserPtr, UserSlice};
+    let Some(gpa) = v.sbi.sta().shmem() else { return };
+    // The structure is 64-byte aligned: it does not cross a page.
+    let Some(base) = guest_uaddr(vm, gpa, true) else {
+        v.sbi.sta_mut().invalidate();
+        return;
+    };
+    let read = |off: usize, buf: &mut [u8]| -> bool {
+        let Some(a) = base.checked_add(off) else { return false };
+        UserSlice::new(UserPtr::from_addr(a), buf.len()).reader().read_slice(buf).is_ok()
+    };
+    let write = |off: usize, buf: &[u8]| -> bool {
+        let Some(a) = base.checked_add(off) else { return false };
+        UserSlice::new(UserPtr::from_addr(a), buf.len()).writer().write_slice(buf).is_ok()
+    };
+    let mut seq = [0u8; 4];
+    let mut steal = [0u8; 8];
+    if !read(STA_SEQUENCE, &mut seq) || !read(STA_STEAL, &mut steal) {
+        return;
+    }
+    let task = kernel::task::Task::current_raw();
+    // SAFETY: The current task's own scheduler statistics (a racy `u64`
+    // read, as upstream's).
+    let run_delay = unsafe { core::ptr::addr_of!((*task).sched_info.run_delay).read_volatile() };
+    let u = v.sbi.sta_mut().record(
+        u32::from_le_bytes(seq),
+        u64::from_le_bytes(steal),
+        StealClock { run_delay, extra_ns: 0 },
+    );
+    // Ordered: an odd sequence while `steal` changes.
+    if !write(STA_SEQUENCE, &u.seq_begin.to_le_bytes()) {
+        return;
+    }
+    core::sync::atomic::fence(Ordering::Release);
+    let _ = write(STA_STEAL, &u.steal.to_le_bytes());
+    core::sync::atomic::fence(Ordering::Release);
+    let _ = write(STA_SEQUENCE, &u.seq_end.to_le_bytes());
 }
 
 /// `KVM_INTERRUPT` on vCPU `gv` (`kvm_arch_vcpu_unlocked_ioctl()`).
