@@ -364,8 +364,10 @@ pub(crate) trait Arch {
     /// `KVM_GET_MP_STATE` (`kvm_arch_vcpu_ioctl_get_mpstate()`): the
     /// vCPU's `KVM_MP_STATE_*`.
     ///
-    /// - riscv64 and arm64: the stored state.
-    fn get_mp_state(vcpu: &Self::Vcpu) -> u32;
+    /// - riscv64: the state in `shared` (other vCPUs change it with SBI
+    ///   HSM while this one runs);
+    /// - arm64: the stored state.
+    fn get_mp_state(vcpu: &Self::Vcpu, shared: &Self::VcpuShared) -> u32;
 
     /// `KVM_SET_MP_STATE` (`kvm_arch_vcpu_ioctl_set_mpstate()`): `EINVAL`
     /// for a state the arch does not accept.
@@ -373,7 +375,7 @@ pub(crate) trait Arch {
     /// - riscv64: `RUNNABLE` and `STOPPED` (`INIT_RECEIVED` only with
     ///   `KVM_CAP_RISCV_MP_STATE_RESET`, which kvm_rs does not offer);
     /// - arm64: `RUNNABLE`, `STOPPED` and `SUSPENDED`.
-    fn set_mp_state(vcpu: &mut Self::Vcpu, state: u32) -> Result<(), Errno>;
+    fn set_mp_state(vcpu: &mut Self::Vcpu, shared: &Self::VcpuShared, state: u32) -> Result<(), Errno>;
 
     /// `KVM_SET_GUEST_DEBUG` (`kvm_arch_vcpu_ioctl_set_guest_debug()`):
     /// validates and stores the debug control.

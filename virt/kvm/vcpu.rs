@@ -613,7 +613,7 @@ impl VcpuRef {
 
     /// `KVM_GET_MP_STATE`.
     fn get_mp_state(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
-        let mp = MpState { mp_state: Host::get_mp_state(&st.arch) };
+        let mp = MpState { mp_state: Host::get_mp_state(&st.arch, &self.vcpu.arch_shared) };
         UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<MpState>()).writer().write(&mp)?;
         Ok(0)
     }
@@ -621,7 +621,7 @@ impl VcpuRef {
     /// `KVM_SET_MP_STATE`.
     fn set_mp_state(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
         let mp: MpState = read_user(arg)?;
-        Host::set_mp_state(&mut st.arch, mp.mp_state)?;
+        Host::set_mp_state(&mut st.arch, &self.vcpu.arch_shared, mp.mp_state)?;
         Ok(0)
     }
 

@@ -510,11 +510,11 @@ impl Arch for Host {
         None
     }
 
-    fn get_mp_state(vcpu: &Vcpu) -> u32 {
+    fn get_mp_state(vcpu: &Vcpu, _shared: &()) -> u32 {
         vcpu.mp_state
     }
 
-    fn set_mp_state(vcpu: &mut Vcpu, state: u32) -> Result<(), Errno> {
+    fn set_mp_state(vcpu: &mut Vcpu, _shared: &(), state: u32) -> Result<(), Errno> {
         match state {
             // Power-off and suspend also make a request and kick the vCPU;
             // with no run loop yet, the state is all there is.
@@ -793,15 +793,15 @@ mod tests {
     #[test]
     fn mp_state_runnable_stopped_suspended() -> Result {
         let (mut vm, mut v) = new_vcpu()?;
-        assert_eq!(Host::get_mp_state(&v), uapi::KVM_MP_STATE_RUNNABLE);
+        assert_eq!(Host::get_mp_state(&v, &()), uapi::KVM_MP_STATE_RUNNABLE);
         for ok in [uapi::KVM_MP_STATE_STOPPED, uapi::KVM_MP_STATE_SUSPENDED, uapi::KVM_MP_STATE_RUNNABLE] {
-            assert_eq!(Host::set_mp_state(&mut v, ok), Ok(()));
-            assert_eq!(Host::get_mp_state(&v), ok);
+            assert_eq!(Host::set_mp_state(&mut v, &(), ok), Ok(()));
+            assert_eq!(Host::get_mp_state(&v, &()), ok);
         }
         for bad in [uapi::KVM_MP_STATE_HALTED, uapi::KVM_MP_STATE_INIT_RECEIVED, 11, u32::MAX] {
-            assert_eq!(Host::set_mp_state(&mut v, bad), Err(Errno::EINVAL));
+            assert_eq!(Host::set_mp_state(&mut v, &(), bad), Err(Errno::EINVAL));
         }
-        assert_eq!(Host::get_mp_state(&v), uapi::KVM_MP_STATE_RUNNABLE);
+        assert_eq!(Host::get_mp_state(&v, &()), uapi::KVM_MP_STATE_RUNNABLE);
         init(&mut v, &mut vm, 0)?;
         // `KVM_RUN` itself (`ENOEXEC` after init) needs a VM and a vCPU
         // fd: `kvm-diff` checks it.

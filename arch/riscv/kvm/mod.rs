@@ -74,8 +74,11 @@ pub(crate) struct Host;
 
 /// The riscv64 state of a vCPU (`vcpu->arch`, the parts kvm_rs has).
 pub(crate) struct Vcpu {
-    /// `vcpu->arch.mp_state`: `KVM_MP_STATE_RUNNABLE` or `_STOPPED`.
-    mp_state: u32,
+    /// The MP state a new vCPU starts with (`RUNNABLE` for the first,
+    /// `STOPPED` for the others); the state itself lives in the shared
+    /// part (`run::Shared`), set from this at the first `KVM_SET_MP_STATE`
+    /// or `KVM_RUN`.
+    initial_mp_state: u32,
     /// `vcpu->guest_debug`: 0, or a control with `KVM_GUESTDBG_ENABLE`.
     guest_debug: u32,
     /// The guest's registers (what the world switch loads and ONE_REG
@@ -317,9 +320,9 @@ impl Arch for Host {
 
     fn vcpu_create(_id: u32, idx: usize, _vm: &mut ()) -> Result<Vcpu, Errno> {
         // kvm_arch_vcpu_postcreate(): only the first vCPU starts powered on.
-        let mp_state = if idx == 0 { uapi::KVM_MP_STATE_RUNNABLE } else { uapi::KVM_MP_STATE_STOPPED };
+        let mp_state = run::initial_mp_state(idx);
         Ok(Vcpu {
-            mp_state,
+            initial_mp_state: mp_state,
             guest_debug: 0,
             regs: regs::VcpuRegs::reset(),
             sbi: sbi::SbiContext::new(sbi_config()),
@@ -413,16 +416,16 @@ impl Arch for Host {
         None
     }
 
-    fn get_mp_state(vcpu: &Vcpu) -> u32 {
-        vcpu.mp_state
+    fn get_mp_state(vcpu: &Vcpu, shared: &run::Shared) -> u32 {
+        shared.mp_state(vcpu.initial_mp_state)
     }
 
-    fn set_mp_state(vcpu: &mut Vcpu, state: u32) -> Result<(), Errno> {
+    fn set_mp_state(_vcpu: &mut Vcpu, shared: &run::Shared, state: u32) -> Result<(), Errno> {
         match state {
-            // Powering off also asks the vCPU to sleep (KVM_REQ_SLEEP) and
-            // kicks it; with no run loop yet, the state is all there is.
+            // The vCPU is not in KVM_RUN (its mutex is held): the loop sees
+            // the new state when it next runs.
             uapi::KVM_MP_STATE_RUNNABLE | uapi::KVM_MP_STATE_STOPPED => {
-                vcpu.mp_state = state;
+                shared.set_mp_state(state);
                 Ok(())
             }
             // INIT_RECEIVED needs KVM_CAP_RISCV_MP_STATE_RESET (not offered).
@@ -548,15 +551,16 @@ mod tests {
     fn mp_state_runnable_or_stopped() -> Result {
         let mut v0 = Host::vcpu_create(5, 0, &mut ()).map_err(|_| EINVAL)?;
         let mut v1 = Host::vcpu_create(0, 1, &mut ()).map_err(|_| EINVAL)?;
-        assert_eq!(Host::get_mp_state(&v0), uapi::KVM_MP_STATE_RUNNABLE);
-        assert_eq!(Host::get_mp_state(&v1), uapi::KVM_MP_STATE_STOPPED);
-        assert_eq!(Host::set_mp_state(&mut v1, uapi::KVM_MP_STATE_RUNNABLE), Ok(()));
-        assert_eq!(Host::get_mp_state(&v1), uapi::KVM_MP_STATE_RUNNABLE);
-        assert_eq!(Host::set_mp_state(&mut v0, uapi::KVM_MP_STATE_STOPPED), Ok(()));
+        let (s0, s1) = (run::Shared::default(), run::Shared::default());
+        assert_eq!(Host::get_mp_state(&v0, &s0), uapi::KVM_MP_STATE_RUNNABLE);
+        assert_eq!(Host::get_mp_state(&v1, &s1), uapi::KVM_MP_STATE_STOPPED);
+        assert_eq!(Host::set_mp_state(&mut v1, &s1, uapi::KVM_MP_STATE_RUNNABLE), Ok(()));
+        assert_eq!(Host::get_mp_state(&v1, &s1), uapi::KVM_MP_STATE_RUNNABLE);
+        assert_eq!(Host::set_mp_state(&mut v0, &s0, uapi::KVM_MP_STATE_STOPPED), Ok(()));
         for bad in [uapi::KVM_MP_STATE_INIT_RECEIVED, uapi::KVM_MP_STATE_SUSPENDED, 11, u32::MAX] {
-            assert_eq!(Host::set_mp_state(&mut v0, bad), Err(Errno::EINVAL));
+            assert_eq!(Host::set_mp_state(&mut v0, &s0, bad), Err(Errno::EINVAL));
         }
-        assert_eq!(Host::get_mp_state(&v0), uapi::KVM_MP_STATE_STOPPED);
+        assert_eq!(Host::get_mp_state(&v0, &s0), uapi::KVM_MP_STATE_STOPPED);
         Ok(())
     }
 

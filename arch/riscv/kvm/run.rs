@@ -94,6 +94,7 @@ use crate::kvm::{
     vm::Vm,
 };
 use core::sync::atomic::{
+    AtomicU32,
     AtomicU64,
     Ordering, //
 };
@@ -484,15 +485,89 @@ impl PreemptNotifierOps for Notify {
 // --- shared state and requests -------------------------------------------
 
 /// The vCPU state other threads change while it runs (`Arch::VcpuShared`).
-#[derive(Default)]
 pub(crate) struct Shared {
     /// `irqs_pending`: `hvip` bits the host wants set.
     irqs_pending: AtomicU64,
     /// `irqs_pending_mask`: which bits of `irqs_pending` changed.
     irqs_pending_mask: AtomicU64,
+    /// `vcpu->arch.mp_state` (`mp_state_lock` upstream): a
+    /// `KVM_MP_STATE_*`, [`MP_UNSET`] until first set (then the vCPU's
+    /// initial state applies: `RUNNABLE` for the first vCPU, `STOPPED`
+    /// for the others), or [`MP_STARTING`] while an HSM `HART_START`
+    /// sets up its reset state.
+    mp_state: AtomicU32,
+    /// `reset_state.pc` of an HSM `HART_START`.
+    reset_pc: AtomicU64,
+    /// `reset_state.a1` of an HSM `HART_START`.
+    reset_a1: AtomicU64,
+}
+
+/// [`Shared::mp_state`] before anything set it.
+const MP_UNSET: u32 = u32::MAX;
+/// [`Shared::mp_state`] while a `HART_START` is in progress (reported as
+/// `STOPPED`).
+const MP_STARTING: u32 = u32::MAX - 1;
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared {
+            irqs_pending: AtomicU64::new(0),
+            irqs_pending_mask: AtomicU64::new(0),
+            mp_state: AtomicU32::new(MP_UNSET),
+            reset_pc: AtomicU64::new(0),
+            reset_a1: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The MP state a vCPU at index `idx` starts with
+/// (`kvm_arch_vcpu_postcreate()`).
+pub(crate) const fn initial_mp_state(idx: usize) -> u32 {
+    if idx == 0 {
+        uapi::KVM_MP_STATE_RUNNABLE
+    } else {
+        uapi::KVM_MP_STATE_STOPPED
+    }
 }
 
 impl Shared {
+    /// The vCPU's MP state (`initial`: its initial one).
+    pub(crate) fn mp_state(&self, initial: u32) -> u32 {
+        match self.mp_state.load(Ordering::Acquire) {
+            MP_UNSET => initial,
+            MP_STARTING => uapi::KVM_MP_STATE_STOPPED,
+            s => s,
+        }
+    }
+
+    /// Sets the MP state (`KVM_SET_MP_STATE`, power off).
+    pub(crate) fn set_mp_state(&self, state: u32) {
+        self.mp_state.store(state, Ordering::Release);
+    }
+
+    /// HSM `HART_START`: if the vCPU is stopped, gives it its reset state
+    /// and powers it on (the caller requests the reset and kicks);
+    /// `false` if it was not stopped.
+    fn try_start(&self, initial: u32, pc: u64, a1: u64) -> bool {
+        let cur = self.mp_state.load(Ordering::Acquire);
+        let resolved = if cur == MP_UNSET { initial } else { cur };
+        if resolved != uapi::KVM_MP_STATE_STOPPED {
+            return false;
+        }
+        if self.mp_state.compare_exchange(cur, MP_STARTING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // Another vCPU started (or stopped) it meanwhile.
+            return false;
+        }
+        self.reset_pc.store(pc, Ordering::Relaxed);
+        self.reset_a1.store(a1, Ordering::Relaxed);
+        true
+    }
+
+    /// Ends a [`Shared::try_start`]: runnable.
+    fn started(&self) {
+        self.mp_state.store(uapi::KVM_MP_STATE_RUNNABLE, Ordering::Release);
+    }
+
     /// `kvm_riscv_vcpu_set_interrupt()` (the caller kicks).
     pub(crate) fn set_interrupt(&self, bit: u64) {
         self.irqs_pending.fetch_or(bit, Ordering::Release);
@@ -529,6 +604,12 @@ const REQ_HFENCE_VVMA_ALL: Request = match Request::new(9) {
 
 /// `KVM_REQ_STEAL_UPDATE`: made at every vCPU load.
 const REQ_STEAL_UPDATE: Request = match Request::new(10) {
+    Some(r) => r,
+    None => panic!(),
+};
+
+/// `KVM_REQ_VCPU_RESET`: an HSM `HART_START` set the reset state.
+const REQ_VCPU_RESET: Request = match Request::new(11) {
     Some(r) => r,
     None => panic!(),
 };
@@ -727,13 +808,18 @@ fn run_loop(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
         let reqs = gv.requests();
         let fence_i = reqs.check(REQ_FENCE_I);
         let vvma = reqs.check(REQ_HFENCE_VVMA_ALL);
+        if reqs.check(REQ_VCPU_RESET) {
+            reset_for_start(v, gv);
+        }
         if reqs.check(REQ_STEAL_UPDATE) {
             record_steal_time(v, vm);
         }
-        if v.mp_state == uapi::KVM_MP_STATE_STOPPED {
-            // KVM_REQ_SLEEP: wait until another vCPU or userspace starts
-            // this one (or a signal ends the run).
-            gv.block(None, || false);
+        let shared = gv.arch_shared();
+        let initial = v.initial_mp_state;
+        if shared.mp_state(initial) != uapi::KVM_MP_STATE_RUNNABLE {
+            // KVM_REQ_SLEEP: wait until another vCPU starts this one (or
+            // a signal ends the run).
+            gv.block(None, || shared.mp_state(initial) == uapi::KVM_MP_STATE_RUNNABLE);
             continue;
         }
 
@@ -1033,7 +1119,7 @@ fn ecall(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<Next, Errno> {
     let mut a = [0u64; 8];
     a.copy_from_slice(&core.x[10..18]);
     let regs = EcallRegs { a, sstatus: core.sstatus };
-    let mut env = Env { v_loaded: v.loaded.ptr, core: &mut v.regs.core, mp_state: &mut v.mp_state, vm: run.vm(), me: run.vcpu() };
+    let mut env = Env { v_loaded: v.loaded.ptr, core: &mut v.regs.core, initial: v.initial_mp_state, vm: run.vm(), me: run.vcpu() };
     let r = v.sbi.ecall(&regs, &mut env);
     let core = &mut v.regs.core;
     match r {
@@ -1058,7 +1144,11 @@ fn ecall(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<Next, Errno> {
             Ok(Next::User)
         }
         SbiExit::SystemEvent { ty, reason } => {
-            v.mp_state = uapi::KVM_MP_STATE_STOPPED;
+            // Every vCPU is powered off (`kvm_riscv_vcpu_sbi_system_reset()`).
+            for_each_vcpu(run.vm(), |_, t| {
+                t.arch_shared().set_mp_state(uapi::KVM_MP_STATE_STOPPED);
+                t.kick();
+            });
             let mut b = [0u8; 8 + 16 * 8];
             b[0..4].copy_from_slice(&ty.to_ne_bytes());
             b[4..8].copy_from_slice(&1u32.to_ne_bytes());
@@ -1080,7 +1170,8 @@ fn ecall(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<Next, Errno> {
 struct Env<'a> {
     v_loaded: *mut Loaded,
     core: &'a mut GuestCore,
-    mp_state: &'a mut u32,
+    /// This vCPU's initial MP state.
+    initial: u32,
     vm: &'a Vm,
     me: &'a GenericVcpu,
 }
@@ -1145,23 +1236,30 @@ impl SbiEnv for Env<'_> {
         });
     }
 
-    fn hart_start(&mut self, _idx: usize, _start_addr: u64, _opaque: u64) -> bool {
-        // Other vCPUs' MP state is not reachable yet (it is under their
-        // mutex): report "already started", SBI_ERR_ALREADY_AVAILABLE.
-        false
+    fn hart_start(&mut self, idx: usize, start_addr: u64, opaque: u64) -> bool {
+        let Some(t) = self.vcpu_at(idx) else { return false };
+        let shared = t.arch_shared();
+        if !shared.try_start(initial_mp_state(idx), start_addr, opaque) {
+            return false;
+        }
+        t.requests().make(REQ_VCPU_RESET);
+        shared.started();
+        t.kick();
+        true
     }
 
     fn hart_stop(&mut self) -> bool {
-        if *self.mp_state == uapi::KVM_MP_STATE_STOPPED {
+        let shared = self.me.arch_shared();
+        if shared.mp_state(self.initial) == uapi::KVM_MP_STATE_STOPPED {
             return false;
         }
-        *self.mp_state = uapi::KVM_MP_STATE_STOPPED;
+        shared.set_mp_state(uapi::KVM_MP_STATE_STOPPED);
         true
     }
 
     fn hart_state(&self, idx: usize) -> HartState {
         match self.vcpu_at(idx) {
-            Some(t) if core::ptr::eq(&*t, self.me) && *self.mp_state == uapi::KVM_MP_STATE_STOPPED => {
+            Some(t) if t.arch_shared().mp_state(initial_mp_state(idx)) == uapi::KVM_MP_STATE_STOPPED => {
                 HartState::Stopped
             }
             _ => HartState::Started,
@@ -1173,9 +1271,12 @@ impl SbiEnv for Env<'_> {
     }
 
     fn others_stopped(&self) -> bool {
-        let mut others = false;
-        for_each_vcpu(self.vm, |_, t| others |= !core::ptr::eq(t, self.me));
-        !others
+        let mut running = false;
+        for_each_vcpu(self.vm, |idx, t| {
+            running |= !core::ptr::eq(t, self.me)
+                && t.arch_shared().mp_state(initial_mp_state(idx)) != uapi::KVM_MP_STATE_STOPPED;
+        });
+        !running
     }
 
     fn gpa_has_memslot(&self, gpa: u64) -> bool {
@@ -1212,6 +1313,42 @@ impl Shared {
         let mask = self.irqs_pending_mask.load(Ordering::Acquire);
         let val = self.irqs_pending.load(Ordering::Acquire) & mask;
         (hvip & !mask) | val
+    }
+}
+
+/// `kvm_riscv_reset_vcpu(vcpu, true)` after an HSM `HART_START`: the guest
+/// registers and VS CSRs to their reset values, `pc` and `a1` from the
+/// start call, `a0` the hart id; the timer stopped, no interrupt pending,
+/// the SBI state reset.
+fn reset_for_start(v: &mut Vcpu, gv: &GenericVcpu) {
+    let shared = gv.arch_shared();
+    let fs = v.regs.core.sstatus & SSTATUS_FS;
+    v.regs.core = GuestCore::reset();
+    v.regs.core.sepc = shared.reset_pc.load(Ordering::Relaxed);
+    v.regs.core.x[10] = u64::from(gv.id());
+    v.regs.core.x[11] = shared.reset_a1.load(Ordering::Relaxed);
+    shared.irqs_pending.store(0, Ordering::Release);
+    shared.irqs_pending_mask.store(0, Ordering::Release);
+    v.sbi.reset();
+    v.mmio = insn::MmioDecode::default();
+    v.csr = insn::CsrDecode::default();
+    let mut p = PreemptGuard::new();
+    // SAFETY: Preemption is off.
+    let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
+    let was_loaded = l.loaded;
+    if was_loaded {
+        // SAFETY: Loaded on this hart.
+        unsafe { put(l) };
+    }
+    l.csrs = GuestCsrs::default();
+    l.timer = GuestTimer { next_cycles: u64::MAX, started: false };
+    l.fp = GuestFp::default();
+    // FP as the vCPU's ISA gives it (kept from creation: Initial or Off).
+    l.guest_fs = if fs == 0 { 0 } else { super::regs::SSTATUS_FS_INITIAL };
+    v.regs.core.sstatus = (v.regs.core.sstatus & !SSTATUS_FS) | l.guest_fs;
+    if was_loaded {
+        // SAFETY: As above, not loaded now.
+        unsafe { load(l) };
     }
 }
 

@@ -7,8 +7,9 @@
 //! `rvs2` provides: [`gstage_fault`] maps one 4 KiB page per fault through
 //! the pure `gstage.rs` tables and the generic fault resolution
 //! (`virt/kvm/mmu.rs`); [`prepare_entry`] returns the VM's `hgatp` with the
-//! fixed VMID 0 and always asks for a local `hfence.gvma` (every VM shares
-//! VMID 0, so the G-stage TLB of this hart is flushed before every entry).
+//! fixed VMID 0 and asks for a local `hfence.gvma` whenever this hart last
+//! entered another `hgatp` (every VM shares VMID 0); a dropped VM flushes
+//! every hart, so a new VM that gets the same root finds no stale entry.
 //! No huge pages, no dirty-bitmap marking, no VMID allocation.
 
 use super::{
@@ -30,6 +31,10 @@ use crate::kvm::{
     abi::Errno,
     mmu::Resolution,
     vm::Vm, //
+};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
 };
 use kernel::prelude::*;
 
@@ -91,9 +96,15 @@ impl Drop for Stage2 {
         if let Some(g) = self.g.take() {
             let mut pt = PageTables::new();
             g.destroy(&mut pt);
+            // No hart may keep translations of the freed root.
+            mmu::flush_all_cpus();
         }
     }
 }
+
+/// The `hgatp` each CPU last entered a guest with (CPUs beyond the array
+/// always flush).
+static LAST_HGATP: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 
 /// Handles a guest-page fault at `gpa` = `(htval << 2) | (stval & 3)`,
 /// called from `KVM_RUN` with interrupts and preemption enabled (may
@@ -136,10 +147,17 @@ pub(crate) fn gstage_fault(vm: &Vm, gpa: u64, write: bool, _exec: bool) -> Resul
 }
 
 /// With preemption disabled just before entry: the VM's `hgatp` and
-/// whether this hart must flush the G-stage TLB of the VMID first. The
-/// stand-in always says yes (VMID 0 is shared by every VM).
-pub(crate) fn prepare_entry(vm: &Vm, _last_cpu_changed: bool) -> (u64, bool) {
-    (vm.mmu().with_stage2(|s2| s2.hgatp()), true)
+/// whether this hart must flush the G-stage TLB of the VMID first (VMID 0
+/// is shared by every VM: when this hart last ran another one, or the vCPU
+/// moved here from another hart).
+pub(crate) fn prepare_entry(vm: &Vm, last_cpu_changed: bool) -> (u64, bool) {
+    let hgatp = vm.mmu().with_stage2(|s2| s2.hgatp());
+    let cpu = kernel::cpu::CpuId::current().as_u32() as usize;
+    let flush = match LAST_HGATP.get(cpu) {
+        Some(last) => last.swap(hgatp, Ordering::Relaxed) != hgatp || last_cpu_changed,
+        None => true,
+    };
+    (hgatp, flush)
 }
 
 /// `hfence.gvma` of the VMID of `hgatp` on this hart.
