@@ -1418,3 +1418,74 @@ pub(crate) fn kvm_interrupt(gv: &GenericVcpu, arg: usize) -> Result<isize, Errno
     Ok(0)
 }
 
+
+#[kunit_tests(kvm_rs_riscv_run)]
+mod tests {
+    use super::*;
+
+    /// `current_thread_info()->preempt_count`.
+    fn preempt_count() -> i32 {
+        let task = kernel::task::Task::current_raw();
+        // SAFETY: The current task's own count, read by itself.
+        unsafe { core::ptr::addr_of!((*task).thread_info.preempt_count).read_volatile() }
+    }
+
+    #[test]
+    fn preempt_guard_nests_and_restores() {
+        let before = preempt_count();
+        {
+            let _a = PreemptGuard::new();
+            assert_eq!(preempt_count(), before + 1);
+            {
+                let _b = PreemptGuard::new();
+                assert_eq!(preempt_count(), before + 2);
+            }
+            assert_eq!(preempt_count(), before + 1);
+        }
+        assert_eq!(preempt_count(), before);
+    }
+
+    #[test]
+    fn unpriv_read_returns_guest_memory_or_the_trap() -> Result {
+        // With `hgatp` and `vsatp` Bare (no VM is loaded on this hart while
+        // KUnit runs), a guest physical address is a host physical one:
+        // HLV.D reads a kmalloc'ed word through its physical address.
+        let b = KBox::new(0x1122_3344_5566_7788u64, GFP_KERNEL)?;
+        // SAFETY: `kernel_map` is set up at boot and only read afterwards.
+        let off = unsafe { core::ptr::addr_of!(bindings::kernel_map.va_pa_offset).read() } as u64;
+        let pa = (core::ptr::from_ref::<u64>(&*b) as u64).wrapping_sub(off);
+        {
+            let _irqs = kernel::interrupt::local_interrupt_disable();
+            csr_write!(CSR_HGATP, 0);
+            csr_write!(CSR_VSATP, 0);
+        }
+        let hstatus = HSTATUS_SPVP | HSTATUS_VSXL_RV64;
+        assert_eq!(switch::unpriv_read(hstatus, false, pa).map_err(|t| t.scause), Ok(0x1122_3344_5566_7788));
+        // The low halfword as an instruction fetch (HLVX.HU).
+        assert_eq!(switch::unpriv_read(hstatus, true, pa).map_err(|t| t.scause), Ok(0x7788));
+        // Nothing there: an access fault is caught, not taken by the host.
+        let t = switch::unpriv_read(hstatus, false, 1 << 55);
+        assert!(matches!(t, Err(t) if t.scause == EXC_LOAD_ACCESS || t.scause == insn::EXC_LOAD_GUEST_PAGE_FAULT));
+        Ok(())
+    }
+
+    #[test]
+    fn shared_mp_state_and_hart_start() {
+        let s = Shared::default();
+        assert_eq!(s.mp_state(initial_mp_state(1)), uapi::KVM_MP_STATE_STOPPED);
+        assert_eq!(s.mp_state(initial_mp_state(0)), uapi::KVM_MP_STATE_RUNNABLE);
+        assert!(s.try_start(initial_mp_state(1), 0x8020_0000, 7));
+        assert_eq!(s.mp_state(initial_mp_state(1)), uapi::KVM_MP_STATE_STOPPED);
+        // A second start while the first is in progress fails.
+        assert!(!s.try_start(initial_mp_state(1), 0, 0));
+        s.started();
+        assert_eq!(s.mp_state(initial_mp_state(1)), uapi::KVM_MP_STATE_RUNNABLE);
+        assert!(!s.try_start(initial_mp_state(1), 0, 0));
+        assert_eq!(s.reset_pc.load(Ordering::Relaxed), 0x8020_0000);
+        s.set_interrupt(VSEIP);
+        assert_eq!(s.flush(VSSIP), VSSIP | VSEIP);
+        assert_eq!(s.flush(VSSIP), VSSIP);
+        s.unset_interrupt(VSSIP);
+        assert_eq!(s.flush_peek(VSSIP | VSEIP), VSEIP);
+    }
+}
