@@ -277,7 +277,7 @@ impl PreemptGuard {
         // `preempt_count_inc()`. The compiler barrier is `barrier()`.
         unsafe {
             let p = core::ptr::addr_of_mut!((*task).thread_info.preempt_count);
-            p.write_volatile(p.read_volatile() + 1);
+            p.write_volatile(p.read_volatile().wrapping_add(1));
         }
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
         PreemptGuard(core::marker::PhantomData)
@@ -297,7 +297,7 @@ impl Drop for PreemptGuard {
         // count was incremented by `new`, so it does not underflow.
         let resched = unsafe {
             let p = core::ptr::addr_of_mut!((*task).thread_info.preempt_count);
-            let n = p.read_volatile() - 1;
+            let n = p.read_volatile().wrapping_sub(1);
             p.write_volatile(n);
             let flags = core::ptr::addr_of!((*task).thread_info.flags).read_volatile();
             n == 0 && (flags as u64) & (1 << TIF_NEED_RESCHED) != 0
@@ -1052,7 +1052,8 @@ fn wfi(v: &mut Vcpu, gv: &GenericVcpu) {
         let cycles = next.saturating_sub(now);
         // SAFETY: Set at boot, read-only afterwards.
         let hz = (unsafe { core::ptr::addr_of!(riscv_timebase).read() } as u64).max(1);
-        let ms = cycles / hz * 1000 + (cycles % hz) * 1000 / hz + 1;
+        // Rounded up; saturating (the compare value is the guest's).
+        let ms = (cycles / hz).saturating_mul(1000).saturating_add((cycles % hz).saturating_mul(1000) / hz).saturating_add(1);
         let ms = u32::try_from(ms).unwrap_or(u32::MAX);
         Some(kernel::time::msecs_to_jiffies(ms))
     };
