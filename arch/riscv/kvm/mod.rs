@@ -449,21 +449,21 @@ impl Arch for Host {
     }
 
     // STAND-IN until rvs2 merges (stage2.rs): 4 KiB maps, no aging.
-    type Stage2 = stage2::Stage2;
+    type Stage2 = stage2::VmStage2;
 
-    fn stage2_new(gpa_bits: u32) -> Result<stage2::Stage2, Errno> {
-        stage2::Stage2::new(gpa_bits)
+    fn stage2_new(gpa_bits: u32) -> Result<stage2::VmStage2, Errno> {
+        stage2::VmStage2::new(gpa_bits)
     }
 
-    fn stage2_unmap(s2: &mut stage2::Stage2, gfn_start: u64, gfn_end: u64) {
+    fn stage2_unmap(s2: &mut stage2::VmStage2, gfn_start: u64, gfn_end: u64) {
         s2.unmap(gfn_start, gfn_end);
     }
 
-    fn stage2_age(_s2: &mut stage2::Stage2, _gfn_start: u64, _gfn_end: u64) -> bool {
+    fn stage2_age(_s2: &mut stage2::VmStage2, _gfn_start: u64, _gfn_end: u64) -> bool {
         false
     }
 
-    fn stage2_test_age(_s2: &stage2::Stage2, _gfn_start: u64, _gfn_end: u64) -> bool {
+    fn stage2_test_age(_s2: &stage2::VmStage2, _gfn_start: u64, _gfn_end: u64) -> bool {
         false
     }
 

@@ -825,22 +825,22 @@ fn run_loop(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
 
         let mut p = PreemptGuard::new();
         let cpu = p.cpu();
-        let (hgatp, flush) = stage2::prepare_entry(vm, v.last_exit_cpu != Some(cpu));
+        let entry = stage2::prepare_entry(vm, v.last_exit_cpu != Some(cpu));
+        csr_write!(CSR_HGATP, entry.hgatp);
         let irqs = kernel::interrupt::local_interrupt_disable();
         gv.enter_guest_mode();
         // SAFETY: Preemption and interrupts are off.
         let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
         l.csrs.hvip = gv.arch_shared().flush(l.csrs.hvip);
         csr_write!(CSR_HVIP, l.csrs.hvip);
-        if gv.requests().pending() || VcpuRun::work_pending() {
+        if entry.vmid_changed() || gv.requests().pending() || VcpuRun::work_pending() {
             gv.exit_guest_mode();
             drop(irqs);
             drop(p);
             continue;
         }
-        csr_write!(CSR_HGATP, hgatp);
-        if flush {
-            stage2::local_hfence_gvma_vmid(hgatp);
+        if entry.fence {
+            entry.fence_local();
         }
         if fence_i || vvma {
             // SAFETY: `fence.i` and `hfence.vvma` (all, for the VMID of the

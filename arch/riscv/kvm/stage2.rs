@@ -4,7 +4,8 @@
 //! merges; its `stage2.rs` replaces this file).
 //!
 //! Only what the run loop needs to run simple guests, with the interface
-//! `rvs2` provides: [`gstage_fault`] maps one 4 KiB page per fault through
+//! `rvs2` provides ([`VmStage2`] with `new`/`unmap`, [`GStageEntry`],
+//! [`prepare_entry`], [`GStageFault`], [`gstage_fault`]): [`gstage_fault`] maps one 4 KiB page per fault through
 //! the pure `gstage.rs` tables and the generic fault resolution
 //! (`virt/kvm/mmu.rs`); [`prepare_entry`] returns the VM's `hgatp` with the
 //! fixed VMID 0 and asks for a local `hfence.gvma` whenever this hart last
@@ -52,18 +53,18 @@ pub(crate) enum GStageFault {
 /// VM's `mmu_lock`.
 ///
 /// Invariant: `g` is `Some` until dropped.
-pub(crate) struct Stage2 {
+pub(crate) struct VmStage2 {
     g: Option<VmGStage>,
 }
 
-impl Stage2 {
+impl VmStage2 {
     /// The tables of a new VM with `gpa_bits` (41, 50 or 59).
-    pub(crate) fn new(gpa_bits: u32) -> Result<Stage2, Errno> {
+    pub(crate) fn new(gpa_bits: u32) -> Result<VmStage2, Errno> {
         // gpa_bits = 12 + 9 * levels + 2.
         let levels = gpa_bits.saturating_sub(14) / 9;
         let mode = Mode::from_levels(levels).ok_or(Errno::EINVAL)?;
         let mut pt = PageTables::new();
-        Ok(Stage2 { g: Some(VmGStage::new(&mut pt, mode)?) })
+        Ok(VmStage2 { g: Some(VmGStage::new(&mut pt, mode)?) })
     }
 
     /// Unmaps `[gfn_start, gfn_end)` (clamped to the mode's GPA range) and
@@ -91,7 +92,7 @@ impl Stage2 {
     }
 }
 
-impl Drop for Stage2 {
+impl Drop for VmStage2 {
     fn drop(&mut self) {
         if let Some(g) = self.g.take() {
             let mut pt = PageTables::new();
@@ -146,21 +147,40 @@ pub(crate) fn gstage_fault(vm: &Vm, gpa: u64, write: bool, _exec: bool) -> Resul
     Ok(GStageFault::Mapped)
 }
 
+/// What the run loop needs to enter the guest ([`prepare_entry`]); the
+/// same shape as rvs2's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GStageEntry {
+    /// The `hgatp` value to load.
+    pub(crate) hgatp: u64,
+    /// This hart must flush the VMID's G-stage translations first
+    /// ([`GStageEntry::fence_local`]).
+    pub(crate) fence: bool,
+}
+
+impl GStageEntry {
+    /// Whether the VMID went stale since [`prepare_entry`]: never, VMID 0
+    /// is fixed.
+    pub(crate) fn vmid_changed(&self) -> bool {
+        false
+    }
+
+    /// `hfence.gvma` of VMID 0 on this hart.
+    pub(crate) fn fence_local(&self) {
+        csr::hfence_gvma_vmid(0);
+    }
+}
+
 /// With preemption disabled just before entry: the VM's `hgatp` and
 /// whether this hart must flush the G-stage TLB of the VMID first (VMID 0
 /// is shared by every VM: when this hart last ran another one, or the vCPU
 /// moved here from another hart).
-pub(crate) fn prepare_entry(vm: &Vm, last_cpu_changed: bool) -> (u64, bool) {
+pub(crate) fn prepare_entry(vm: &Vm, last_cpu_changed: bool) -> GStageEntry {
     let hgatp = vm.mmu().with_stage2(|s2| s2.hgatp());
     let cpu = kernel::cpu::CpuId::current().as_u32() as usize;
-    let flush = match LAST_HGATP.get(cpu) {
+    let fence = match LAST_HGATP.get(cpu) {
         Some(last) => last.swap(hgatp, Ordering::Relaxed) != hgatp || last_cpu_changed,
         None => true,
     };
-    (hgatp, flush)
-}
-
-/// `hfence.gvma` of the VMID of `hgatp` on this hart.
-pub(crate) fn local_hfence_gvma_vmid(hgatp: u64) {
-    csr::hfence_gvma_vmid((hgatp >> 44) & 0x3fff);
+    GStageEntry { hgatp, fence }
 }
