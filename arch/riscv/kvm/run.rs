@@ -1120,8 +1120,19 @@ fn ecall(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<Next, Errno> {
     let mut a = [0u64; 8];
     a.copy_from_slice(&core.x[10..18]);
     let regs = EcallRegs { a, sstatus: core.sstatus };
-    let mut env = Env { v_loaded: v.loaded.ptr, core: &mut v.regs.core, initial: v.initial_mp_state, vm: run.vm(), me: run.vcpu() };
+    let mut env = Env {
+        v_loaded: v.loaded.ptr,
+        core: &mut v.regs.core,
+        initial: v.initial_mp_state,
+        vm: run.vm(),
+        me: run.vcpu(),
+        halt: false,
+    };
     let r = v.sbi.ecall(&regs, &mut env);
+    if env.halt {
+        // HSM retentive suspend: `kvm_riscv_vcpu_wfi()`, after the call.
+        wfi(v, run.vcpu());
+    }
     let core = &mut v.regs.core;
     match r {
         SbiExit::Continue { error, value } => {
@@ -1173,6 +1184,8 @@ struct Env<'a> {
     core: &'a mut GuestCore,
     /// This vCPU's initial MP state.
     initial: u32,
+    /// The call asked to halt until an interrupt (HSM suspend).
+    halt: bool,
     vm: &'a Vm,
     me: &'a GenericVcpu,
 }
@@ -1268,7 +1281,9 @@ impl SbiEnv for Env<'_> {
     }
 
     fn wfi(&mut self) {
-        // HSM retentive suspend: like WFI (the exit loop re-checks).
+        // Done by `ecall()` once the dispatch returns (it needs the vCPU,
+        // which the dispatch borrows).
+        self.halt = true;
     }
 
     fn others_stopped(&self) -> bool {
