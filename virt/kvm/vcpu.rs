@@ -363,9 +363,14 @@ extern "C" {
 
 /// `XFER_TO_GUEST_MODE_WORK`: `_TIF_NOTIFY_RESUME | _TIF_SIGPENDING |
 /// _TIF_NOTIFY_SIGNAL | _TIF_NEED_RESCHED | _TIF_NEED_RESCHED_LAZY`
-/// (`include/asm-generic/thread_info_tif.h`; neither riscv64 nor arm64 adds
-/// arch work).
-const XFER_TO_GUEST_MODE_WORK: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 4) | (1 << 5);
+/// (`include/linux/entry-virt.h`; neither riscv64 nor arm64 adds arch
+/// work). The bit numbers are the arch's (riscv64 uses the asm-generic
+/// ones, arm64 its own).
+const XFER_TO_GUEST_MODE_WORK: u64 = (1 << bindings::TIF_NOTIFY_RESUME)
+    | (1 << bindings::TIF_SIGPENDING)
+    | (1 << bindings::TIF_NOTIFY_SIGNAL)
+    | (1 << bindings::TIF_NEED_RESCHED)
+    | (1 << bindings::TIF_NEED_RESCHED_LAZY);
 
 impl<'a> VcpuRun<'a> {
     /// The VM.

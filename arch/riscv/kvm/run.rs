@@ -267,7 +267,7 @@ fn guest_henvcfg() -> u64 {
 struct PreemptGuard(core::marker::PhantomData<*mut ()>);
 
 /// `TIF_NEED_RESCHED`.
-const TIF_NEED_RESCHED: u32 = 4;
+const TIF_NEED_RESCHED: u32 = bindings::TIF_NEED_RESCHED;
 
 impl PreemptGuard {
     fn new() -> PreemptGuard {
