@@ -340,6 +340,7 @@ pub(crate) trait Arch {
     /// - arm64: nothing yet (no vCPU enters guest mode; the arm64 export of
     ///   `arch_smp_send_reschedule()` does not exist, so this will need
     ///   `kick_process()` or a patch).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     fn kick_cpu(cpu: u32);
 
     /// Per-vCPU architecture state that other threads touch while the

@@ -169,6 +169,7 @@ impl<A: Alloc, E: PartialEq> Ioeventfds<A, E> {
     /// (`ioeventfd_in_range()`): the address must be exact; a length-0
     /// entry takes any write there; otherwise the length must be equal and
     /// the value match unless the entry is a wildcard.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn mmio_write_target(&self, addr: u64, len: u32, value: u64) -> Option<&E> {
         self.entries
             .as_slice()

@@ -195,8 +195,10 @@ pub(crate) struct Vcpu {
 pub(crate) const OUTSIDE_GUEST_MODE: u8 = 0;
 /// `IN_GUEST_MODE`: between the last request check (interrupts off) and
 /// the guest exit; a kick must interrupt the CPU.
+#[cfg_attr(CONFIG_ARM64, allow(dead_code))]
 pub(crate) const IN_GUEST_MODE: u8 = 1;
 /// `EXITING_GUEST_MODE`: a kick already interrupted the CPU.
+#[cfg_attr(CONFIG_ARM64, allow(dead_code))]
 pub(crate) const EXITING_GUEST_MODE: u8 = 2;
 
 impl Vcpu {
@@ -242,21 +244,25 @@ impl Vcpu {
     }
 
     /// The vCPU's pending requests.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn requests(&self) -> &Requests {
         &self.requests
     }
 
     /// The arch state shared with other threads.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn arch_shared(&self) -> &<Host as Arch>::VcpuShared {
         &self.arch_shared
     }
 
     /// The CPU the vCPU is loaded on (`vcpu->cpu`), if any.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn cpu(&self) -> Option<u32> {
         u32::try_from(self.cpu.load(Ordering::Relaxed)).ok()
     }
 
     /// Records the CPU the vCPU was loaded on (`None`: put).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn set_cpu(&self, cpu: Option<u32>) {
         let v = cpu.and_then(|c| i32::try_from(c).ok()).unwrap_or(-1);
         self.cpu.store(v, Ordering::Relaxed);
@@ -266,6 +272,7 @@ impl Vcpu {
     /// of requests and pending work (see
     /// `Documentation/virt/kvm/vcpu-requests.rst`): a request made after
     /// this store is either seen by that check or kicks the CPU.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn enter_guest_mode(&self) {
         self.mode.store(IN_GUEST_MODE, Ordering::Relaxed);
         // `smp_mb__after_srcu_read_unlock()`: order the mode store before
@@ -275,6 +282,7 @@ impl Vcpu {
 
     /// Back to `OUTSIDE_GUEST_MODE` (after the guest exit, or when the
     /// last check found work).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn exit_guest_mode(&self) {
         self.mode.store(OUTSIDE_GUEST_MODE, Ordering::Release);
     }
@@ -282,6 +290,7 @@ impl Vcpu {
     /// `kvm_vcpu_kick()`: makes the vCPU notice a new request or
     /// interrupt: a running guest is interrupted by an IPI to its CPU
     /// ([`Arch::kick_cpu`]), a blocked vCPU is woken.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn kick(&self) {
         if self
             .mode
@@ -300,6 +309,7 @@ impl Vcpu {
 
     /// Raises `req` and kicks the vCPU (`kvm_make_request()` +
     /// `kvm_vcpu_kick()`).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn request(&self, req: super::requests::Request) {
         self.requests.make(req);
         self.kick();
@@ -310,6 +320,7 @@ impl Vcpu {
     /// at once if `wake()` already holds or a request or signal is
     /// pending. The caller re-checks everything afterwards: a return is
     /// not a promise that `wake()` holds.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn block(&self, timeout: Option<Jiffies>, wake: impl Fn() -> bool) {
         let mut guard = self.wait_lock.lock();
         if wake() || self.requests.pending() || kernel::current!().signal_pending() {
@@ -345,6 +356,7 @@ impl Vcpu {
 /// the generic vCPU, the `kvm_run` page and the generic pending-work
 /// checks.
 pub(crate) struct VcpuRun<'a> {
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     vm: &'a Vm,
     vcpu: &'a Vcpu,
 }
@@ -374,11 +386,13 @@ const XFER_TO_GUEST_MODE_WORK: u64 = (1 << bindings::TIF_NOTIFY_RESUME)
 
 impl<'a> VcpuRun<'a> {
     /// The VM.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn vm(&self) -> &'a Vm {
         self.vm
     }
 
     /// The generic vCPU.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn vcpu(&self) -> &'a Vcpu {
         self.vcpu
     }
@@ -419,6 +433,7 @@ impl<'a> VcpuRun<'a> {
     }
 
     /// `kvm_run.exit_reason`, as userspace left it.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn exit_reason(&self) -> u32 {
         let mut b = [0u8; 4];
         self.read(RUN_EXIT_REASON, &mut b);
@@ -426,12 +441,14 @@ impl<'a> VcpuRun<'a> {
     }
 
     /// Sets `kvm_run.exit_reason`.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn set_exit_reason(&self, reason: u32) {
         self.vcpu.set_exit_reason(reason);
     }
 
     /// Copies `buf.len()` bytes of `kvm_run` at `offset` into `buf`
     /// (zeroes if the range is not inside `struct kvm_run`).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn read(&self, offset: usize, buf: &mut [u8]) {
         let Some(end) = offset.checked_add(buf.len()) else { return buf.fill(0) };
         if end > RUN_SIZE {
@@ -451,6 +468,7 @@ impl<'a> VcpuRun<'a> {
 
     /// Copies `bytes` into `kvm_run` at `offset` (nothing if the range is
     /// not inside `struct kvm_run`).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn write(&self, offset: usize, bytes: &[u8]) {
         let Some(end) = offset.checked_add(bytes.len()) else { return };
         if end > RUN_SIZE {

@@ -248,6 +248,7 @@ impl Vm {
     }
 
     /// The stage-2 MMU, for the arch's fault handler.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn mmu(&self) -> &VmMmu {
         &self.mmu
     }
@@ -257,6 +258,7 @@ impl Vm {
     /// Takes `kvm->lock` (upstream reads an xarray under RCU instead):
     /// callers must not hold it, and may hold a vCPU's mutex (nothing
     /// takes a vCPU's mutex under `kvm->lock`).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn vcpu_at(&self, idx: usize) -> Option<Arc<Vcpu>> {
         self.state.lock().vcpus.get(idx).cloned()
     }
@@ -264,6 +266,7 @@ impl Vm {
     /// Calls `f` with each vCPU and its index (`kvm_for_each_vcpu()`),
     /// under `kvm->lock` (see [`Vm::vcpu_at`]); `f` must not sleep on
     /// another vCPU's run.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn for_each_vcpu(&self, mut f: impl FnMut(usize, &Vcpu)) {
         let st = self.state.lock();
         for (i, v) in st.vcpus.iter().enumerate() {
@@ -431,6 +434,7 @@ impl Vm {
     /// MMIO bus (`kvm_io_bus_write(KVM_MMIO_BUS)`): `true` if an
     /// ioeventfd took it (its eventfd is signalled; the write needs no exit
     /// to userspace).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn mmio_write(&self, addr: u64, data: &[u8]) -> bool {
         let Ok(len) = u32::try_from(data.len()) else { return false };
         let mut b = [0u8; 8];
