@@ -99,6 +99,26 @@ pub(crate) struct Vcpu {
     last_exit_cpu: Option<u32>,
 }
 
+impl Vcpu {
+    /// The vCPU's `mvendorid`/`marchid`/`mimpid`, as SBI BASE reports them.
+    /// MERGE (rvregs): the vCPU's ONE_REG config values (`self.config`).
+    fn machine_ids(&self) -> sbi::MachineIds {
+        sbi::MachineIds::default()
+    }
+
+    /// Whether the vCPU has Zkr (a trapped `seed` access exits to
+    /// userspace). MERGE (rvregs): the vCPU's ISA (`self.config.isa`).
+    fn has_zkr(&self) -> bool {
+        false
+    }
+}
+
+/// The VM's guest-time delta, loaded into `htimedelta`.
+/// MERGE (rvregs): `vm.time_delta` of riscv's `Vm`.
+fn vm_time_delta(_vm: &()) -> u64 {
+    0
+}
+
 /// The SBI configuration of this host's vCPUs.
 fn sbi_config() -> sbi::SbiConfig {
     sbi::SbiConfig {

@@ -231,7 +231,9 @@ pub(crate) fn host_has_sstc() -> bool {
 }
 
 /// `kvm_riscv_vcpu_config_ran_once()`: `henvcfg` for a guest given the
-/// host's extensions (kvm_rs's vCPUs get the host's).
+/// host's extensions (kvm_rs's vCPUs get the host's). MERGE (rvregs):
+/// upstream derives it from the vCPU's ISA (userspace may disable Sstc,
+/// Svpbmt, Zicbom, Zicboz, Svadu through ONE_REG).
 fn guest_henvcfg() -> u64 {
     let mut v = 0;
     if host_has(ISA_SVPBMT) {
@@ -749,11 +751,9 @@ pub(crate) fn complete_exit(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<(), Errno
 /// [`Arch::vcpu_run`]: crate::kvm::arch::Arch::vcpu_run
 pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
     let gv = run.vcpu();
-    // `htimedelta`: the VM's guest-time delta. It comes with the register
-    // work (riscv `Vm::time_delta`, set by ONE_REG `timer.time`); until
-    // then guest time is host time. After that merge:
-    // `let time_delta = run.vm().arch().lock().time_delta;`
-    let time_delta = 0;
+    // `htimedelta`: the VM's guest-time delta (under the VM's arch lock,
+    // taken after the vCPU mutex).
+    let time_delta = super::vm_time_delta(&run.vm().arch().lock());
     {
         let mut p = PreemptGuard::new();
         // SAFETY: Preemption is off; the state is not loaded (put at the
@@ -998,7 +998,7 @@ fn virtual_insn(v: &mut Vcpu, run: &VcpuRun<'_>, t: &Trap) -> Result<Next, Errno
             }
             run.write(RUN_UNION, &b);
             v.csr = csr.pending();
-            match csr.emulate(false) {
+            match csr.emulate(v.has_zkr()) {
                 CsrEmulation::InKernel(val) => {
                     if let Some(c) = v.csr.complete(val) {
                         Vcpu::complete(&mut v.regs.core, c);
@@ -1121,6 +1121,7 @@ fn ecall(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<Next, Errno> {
     a.copy_from_slice(&core.x[10..18]);
     let regs = EcallRegs { a, sstatus: core.sstatus };
     let mut env = Env {
+        ids: v.machine_ids(),
         v_loaded: v.loaded.ptr,
         core: &mut v.regs.core,
         initial: v.initial_mp_state,
@@ -1180,6 +1181,8 @@ fn ecall(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<Next, Errno> {
 
 /// What the SBI dispatch needs of this vCPU and its VM.
 struct Env<'a> {
+    /// The vCPU's machine ids.
+    ids: MachineIds,
     v_loaded: *mut Loaded,
     core: &'a mut GuestCore,
     /// This vCPU's initial MP state.
@@ -1207,7 +1210,7 @@ impl Env<'_> {
 
 impl SbiEnv for Env<'_> {
     fn machine_ids(&self) -> MachineIds {
-        MachineIds::default()
+        self.ids
     }
 
     fn set_timer(&mut self, next_cycle: u64) -> Result<(), Errno> {
