@@ -43,7 +43,7 @@ pub(crate) mod stats;
 mod stats_fd;
 pub(crate) mod storage;
 pub(crate) mod uapi;
-mod vcpu;
+pub(crate) mod vcpu;
 pub(crate) mod vm;
 mod virt_cpu;
 pub(crate) mod vm_limits;

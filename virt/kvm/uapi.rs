@@ -263,6 +263,9 @@ pub(crate) const KVM_SET_GUEST_DEBUG: u32 =
 /// `KVM_SET_SIGNAL_MASK`: `_IOW(KVMIO, 0x8b, struct kvm_signal_mask)`.
 pub(crate) const KVM_SET_SIGNAL_MASK: u32 =
     super::abi::ioc(1, super::abi::KVMIO, 0x8b, size_of::<SignalMaskHead>() as u32);
+/// `KVM_INTERRUPT`: `_IOW(KVMIO, 0x86, struct kvm_interrupt)` (one
+/// `__u32`).
+pub(crate) const KVM_INTERRUPT: u32 = super::abi::ioc(1, super::abi::KVMIO, 0x86, size_of::<u32>() as u32);
 /// `KVM_IOEVENTFD`: `_IOW(KVMIO, 0x79, struct kvm_ioeventfd)`.
 pub(crate) const KVM_IOEVENTFD: u32 =
     super::abi::ioc(1, super::abi::KVMIO, 0x79, size_of::<Ioeventfd>() as u32);
@@ -302,6 +305,7 @@ mod tests {
         assert_eq!(KVM_SET_GUEST_DEBUG, _IOW::<uapi::kvm_guest_debug>(k, 0x9b));
         assert_eq!(KVM_SET_SIGNAL_MASK, _IOW::<uapi::kvm_signal_mask>(k, 0x8b));
         assert_eq!(KVM_IOEVENTFD, _IOW::<uapi::kvm_ioeventfd>(k, 0x79));
+        assert_eq!(KVM_INTERRUPT, _IOW::<uapi::kvm_interrupt>(k, 0x86));
         assert_eq!(irqfd::KVM_IRQFD, _IOW::<uapi::kvm_irqfd>(k, 0x76));
         assert_eq!(device::KVM_CREATE_DEVICE, _IOWR::<uapi::kvm_create_device>(k, 0xe0));
         assert_eq!(device::KVM_SET_DEVICE_ATTR, _IOW::<uapi::kvm_device_attr>(k, 0xe1));

@@ -248,9 +248,30 @@ impl Vm {
     }
 
     /// The stage-2 MMU, for the arch's fault handler.
-    #[allow(dead_code)]
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn mmu(&self) -> &VmMmu {
         &self.mmu
+    }
+
+    /// The vCPU at index `idx` (creation order), `kvm_get_vcpu()`.
+    ///
+    /// Takes `kvm->lock` (upstream reads an xarray under RCU instead):
+    /// callers must not hold it, and may hold a vCPU's mutex (nothing
+    /// takes a vCPU's mutex under `kvm->lock`).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn vcpu_at(&self, idx: usize) -> Option<Arc<Vcpu>> {
+        self.state.lock().vcpus.get(idx).cloned()
+    }
+
+    /// Calls `f` with each vCPU and its index (`kvm_for_each_vcpu()`),
+    /// under `kvm->lock` (see [`Vm::vcpu_at`]); `f` must not sleep on
+    /// another vCPU's run.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn for_each_vcpu(&self, mut f: impl FnMut(usize, &Vcpu)) {
+        let st = self.state.lock();
+        for (i, v) in st.vcpus.iter().enumerate() {
+            f(i, v);
+        }
     }
 
     /// The arch's VM state and its lock (`kvm->arch.config_lock`).
@@ -450,8 +471,29 @@ impl Vm {
         self.slots.lock().mark_page_dirty(gfn);
     }
 
-    /// `KVM_IOEVENTFD` (`kvm_ioeventfd()`): registration only; nothing
-    /// signals the eventfds until guest MMIO exits exist.
+    /// A guest MMIO write of `data` (1 to 8 bytes) at `addr` on the VM's
+    /// MMIO bus (`kvm_io_bus_write(KVM_MMIO_BUS)`): `true` if an
+    /// ioeventfd took it (its eventfd is signalled; the write needs no exit
+    /// to userspace).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn mmio_write(&self, addr: u64, data: &[u8]) -> bool {
+        let Ok(len) = u32::try_from(data.len()) else { return false };
+        let mut b = [0u8; 8];
+        let Some(dst) = b.get_mut(..data.len()) else { return false };
+        dst.copy_from_slice(data);
+        let value = u64::from_le_bytes(b);
+        let fds = self.ioeventfds.lock();
+        match fds.mmio_write_target(addr, len, value) {
+            Some(e) => {
+                e.signal();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `KVM_IOEVENTFD` (`kvm_ioeventfd()`): registration; guest MMIO
+    /// writes signal the eventfds ([`Vm::mmio_write`]).
     fn ioeventfd(&self, arg: usize) -> Result<isize> {
         let a: uapi::Ioeventfd = read_user(arg)?;
         let args = IoeventfdArgs {
