@@ -526,58 +526,10 @@ impl Vm {
         &self.ring
     }
 
-    /// `coalesced_mmio_write()` past the range check: appends an MMIO
-    /// write of `data` (at most 8 bytes) at `addr` to the ring; `false` if
-    /// the ring is full or userspace left `last` out of range.
+    /// Appends an MMIO write to the ring under `kvm->ring_lock`.
     fn ring_append(&self, addr: u64, data: &[u8]) -> bool {
-        let max = coalesced_mmio::ring_max(PAGE_SIZE);
-        let Ok(len) = u32::try_from(data.len()) else { return false };
-        if data.len() > 8 {
-            return false;
-        }
         let _guard = self.ring_lock.lock();
-        // SAFETY: `ring` is a valid page owned by the VM; the local mapping
-        // is undone below, in reverse order of mapping, before the lock is
-        // released.
-        let base = unsafe { bindings::kmap_local_page(self.ring.as_ptr()) }.cast::<u8>();
-        // SAFETY: `base` maps a whole page; `first` and `last` are `u32`s
-        // at offsets 0 and 4 of the page-aligned mapping. Userspace may
-        // write them at any time, so each is read once, volatile
-        // (`READ_ONCE()`); any value is valid and is only trusted after
-        // `ring_insert()` checked it.
-        let (first, last) = unsafe {
-            (
-                core::ptr::read_volatile(base.add(coalesced_mmio::RING_FIRST).cast::<u32>()),
-                core::ptr::read_volatile(base.add(coalesced_mmio::RING_LAST).cast::<u32>()),
-            )
-        };
-        let slot = coalesced_mmio::ring_insert(first, last, max)
-            .and_then(|(i, next)| Some((coalesced_mmio::entry_offset(i, PAGE_SIZE)?, next)));
-        let done = if let Some((off, next)) = slot {
-            // SAFETY: `entry_offset()` checked that the 24-byte entry at
-            // `off` (8-aligned: 8 + 24 * i) lies inside the page; `len <= 8`
-            // bytes of `data` fit its `data` field. Userspace may read or
-            // write the page concurrently, so every store is volatile.
-            unsafe {
-                let e = base.add(off);
-                core::ptr::write_volatile(e.cast::<u64>(), addr);
-                core::ptr::write_volatile(e.add(coalesced_mmio::ENTRY_LEN).cast::<u32>(), len);
-                core::ptr::write_volatile(e.add(coalesced_mmio::ENTRY_PIO).cast::<u32>(), 0);
-                for (k, byte) in data.iter().enumerate() {
-                    core::ptr::write_volatile(e.add(coalesced_mmio::ENTRY_DATA + k), *byte);
-                }
-            }
-            // `smp_wmb()`: the entry is visible before the new `last`.
-            core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
-            // SAFETY: as for the reads of `first` and `last` above.
-            unsafe { core::ptr::write_volatile(base.add(coalesced_mmio::RING_LAST).cast::<u32>(), next) };
-            true
-        } else {
-            false
-        };
-        // SAFETY: `base` was returned by `kmap_local_page` above.
-        unsafe { bindings::kunmap_local(base.cast()) };
-        done
+        ring_append(&self.ring, addr, data)
     }
 
     /// `KVM_REGISTER_COALESCED_MMIO` / `KVM_UNREGISTER_COALESCED_MMIO`.
@@ -628,6 +580,60 @@ impl Vm {
             _ => Ok(Host::vm_ioctl(cmd, arg)?),
         }
     }
+}
+
+/// `coalesced_mmio_write()` past the range check: appends an MMIO
+/// write of `data` (at most 8 bytes) at `addr` to the ring; `false` if
+/// the ring is full or userspace left `last` out of range. The caller
+/// serialises writers (`kvm->ring_lock`); userspace may touch the page
+/// at any time.
+pub(crate) fn ring_append(ring: &Page, addr: u64, data: &[u8]) -> bool {
+    let max = coalesced_mmio::ring_max(PAGE_SIZE);
+    let Ok(len) = u32::try_from(data.len()) else { return false };
+    if data.len() > 8 {
+        return false;
+    }
+    // SAFETY: `ring` is a valid page; the local mapping is undone below,
+    // in reverse order of mapping.
+    let base = unsafe { bindings::kmap_local_page(ring.as_ptr()) }.cast::<u8>();
+    // SAFETY: `base` maps a whole page; `first` and `last` are `u32`s
+    // at offsets 0 and 4 of the page-aligned mapping. Userspace may
+    // write them at any time, so each is read once, volatile
+    // (`READ_ONCE()`); any value is valid and is only trusted after
+    // `ring_insert()` checked it.
+    let (first, last) = unsafe {
+        (
+            core::ptr::read_volatile(base.add(coalesced_mmio::RING_FIRST).cast::<u32>()),
+            core::ptr::read_volatile(base.add(coalesced_mmio::RING_LAST).cast::<u32>()),
+        )
+    };
+    let slot = coalesced_mmio::ring_insert(first, last, max)
+        .and_then(|(i, next)| Some((coalesced_mmio::entry_offset(i, PAGE_SIZE)?, next)));
+    let done = if let Some((off, next)) = slot {
+        // SAFETY: `entry_offset()` checked that the 24-byte entry at
+        // `off` (8-aligned: 8 + 24 * i) lies inside the page; `len <= 8`
+        // bytes of `data` fit its `data` field. Userspace may read or
+        // write the page concurrently, so every store is volatile.
+        unsafe {
+            let e = base.add(off);
+            core::ptr::write_volatile(e.cast::<u64>(), addr);
+            core::ptr::write_volatile(e.add(coalesced_mmio::ENTRY_LEN).cast::<u32>(), len);
+            core::ptr::write_volatile(e.add(coalesced_mmio::ENTRY_PIO).cast::<u32>(), 0);
+            for (k, byte) in data.iter().enumerate() {
+                core::ptr::write_volatile(e.add(coalesced_mmio::ENTRY_DATA + k), *byte);
+            }
+        }
+        // `smp_wmb()`: the entry is visible before the new `last`.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+        // SAFETY: as for the reads of `first` and `last` above.
+        unsafe { core::ptr::write_volatile(base.add(coalesced_mmio::RING_LAST).cast::<u32>(), next) };
+        true
+    } else {
+        false
+    };
+    // SAFETY: `base` was returned by `kmap_local_page` above.
+    unsafe { bindings::kunmap_local(base.cast()) };
+    done
 }
 
 /// kvm_rs's `KVM_CHECK_EXTENSION` answer for `/dev/kvm` (`vm` = `None`) or
