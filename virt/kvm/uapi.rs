@@ -156,6 +156,35 @@ uapi_mirror! {
 }
 
 uapi_mirror! {
+    /// `struct kvm_coalesced_mmio_zone` (`KVM_REGISTER_COALESCED_MMIO`,
+    /// `KVM_UNREGISTER_COALESCED_MMIO`).
+    CoalescedMmioZone = kvm_coalesced_mmio_zone {
+        /// Guest physical address (or port).
+        addr: u64 = addr,
+        /// Size in bytes.
+        size: u32 = size,
+        /// The `pad`/`pio` union: 1 for a PIO zone.
+        pio: u32 = __bindgen_anon_1,
+    }
+}
+
+// The ring layout the pure code writes (`coalesced_mmio.rs`).
+kernel::static_assert!(
+    super::coalesced_mmio::ZONE_SIZE as usize == size_of::<uapi::kvm_coalesced_mmio_zone>()
+);
+kernel::static_assert!(super::coalesced_mmio::ENTRY_SIZE == size_of::<uapi::kvm_coalesced_mmio>());
+kernel::static_assert!(super::coalesced_mmio::ENTRY_LEN == offset_of!(uapi::kvm_coalesced_mmio, len));
+kernel::static_assert!(
+    super::coalesced_mmio::ENTRY_PIO == offset_of!(uapi::kvm_coalesced_mmio, __bindgen_anon_1)
+);
+kernel::static_assert!(super::coalesced_mmio::ENTRY_DATA == offset_of!(uapi::kvm_coalesced_mmio, data));
+kernel::static_assert!(
+    super::coalesced_mmio::RING_HEADER == size_of::<uapi::kvm_coalesced_mmio_ring>()
+);
+kernel::static_assert!(super::coalesced_mmio::RING_FIRST == offset_of!(uapi::kvm_coalesced_mmio_ring, first));
+kernel::static_assert!(super::coalesced_mmio::RING_LAST == offset_of!(uapi::kvm_coalesced_mmio_ring, last));
+
+uapi_mirror! {
     /// `struct kvm_ioeventfd` (`KVM_IOEVENTFD`).
     Ioeventfd = kvm_ioeventfd {
         /// Compared with the written value with `KVM_IOEVENTFD_FLAG_DATAMATCH`.

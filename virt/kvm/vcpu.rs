@@ -8,9 +8,10 @@
 //!
 //! # The shared pages
 //!
-//! Each vCPU owns two zeroed pages, allocated at creation: `kvm_run` (mmap
-//! offset 0) and the coalesced-MMIO ring (offset
-//! `KVM_COALESCED_MMIO_PAGE_OFFSET` = 1), which is what
+//! Each vCPU owns a zeroed `kvm_run` page, allocated at creation (mmap
+//! offset 0); the coalesced-MMIO ring (offset
+//! `KVM_COALESCED_MMIO_PAGE_OFFSET` = 1) is the VM's one ring page
+//! (`kvm->coalesced_mmio_ring`), shared by every vCPU; two pages is what
 //! `KVM_GET_VCPU_MMAP_SIZE` (two pages) announces. Upstream maps them
 //! lazily from a `vm_operations_struct` fault handler; kvm_rs inserts them
 //! when the VMA is created (`vm_insert_page()`), so no fault handler is
@@ -156,16 +157,14 @@ pub(crate) struct VcpuState {
 
 /// A virtual CPU.
 ///
-/// Invariant: `run` and `ring` are zero-initialized pages owned by this
-/// vCPU for its whole life (userspace mappings hold their own references).
+/// Invariant: `run` is a zero-initialized page owned by this vCPU for its
+/// whole life (userspace mappings hold their own references).
 #[pin_data]
 pub(crate) struct Vcpu {
     /// `vcpu->vcpu_id`.
     id: u32,
     /// The `kvm_run` page.
     run: Page,
-    /// The coalesced-MMIO ring page (stays empty: no coalesced zones yet).
-    ring: Page,
     /// `vcpu->requests`: work to do before the next guest entry.
     requests: Requests,
     /// `vcpu->mutex` and the state it protects.
@@ -563,7 +562,6 @@ pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> R
         try_pin_init!(Vcpu {
             id,
             run: Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?,
-            ring: Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?,
             requests: Requests::new(),
             state <- new_mutex!(VcpuState { arch, sigset: None }),
             stats_id,
@@ -737,7 +735,7 @@ impl VcpuRef {
         let pages = (vma.end().saturating_sub(start)) >> PAGE_SHIFT;
         let ring_offset = KVM_COALESCED_MMIO_PAGE_OFFSET as usize;
         let mixed = vma.set_mixedmap();
-        for (offset, page) in [(0usize, &self.vcpu.run), (ring_offset, &self.vcpu.ring)] {
+        for (offset, page) in [(0usize, &self.vcpu.run), (ring_offset, self.vm.coalesced_ring())] {
             let Some(index) = offset.checked_sub(pgoff) else {
                 continue;
             };

@@ -566,10 +566,16 @@ mod host_tests {
         assert_eq!(kvm_rs_check_extension(cap::SYSTEM_EVENT_DATA, arch), 1);
         assert_eq!(kvm_rs_check_extension(cap::IOEVENTFD_ANY_LENGTH, arch), 1);
         // Upstream answers these unconditionally; kvm_rs has no feature yet.
-        for c in [cap::HALT_POLL, cap::SYNC_MMU, cap::COALESCED_MMIO,
+        for c in [cap::HALT_POLL, cap::SYNC_MMU,
                   cap::IRQFD, cap::DIRTY_LOG_RING_ACQ_REL, cap::GUEST_MEMFD] {
             assert_eq!(kvm_rs_check_extension(c, arch), 0, "cap {c}");
         }
+        // Coalesced MMIO/PIO are the arch's to claim (riscv64 does; arm64
+        // not until it has an MMIO exit).
+        let rv = |c: i64| check_extension_generic(&GenericCaps::RISCV, c).unwrap_or(0);
+        assert_eq!(kvm_rs_check_extension(cap::COALESCED_MMIO, rv), KVM_COALESCED_MMIO_PAGE_OFFSET);
+        assert_eq!(kvm_rs_check_extension(cap::COALESCED_PIO, rv), 1);
+        assert_eq!(kvm_rs_check_extension(cap::COALESCED_MMIO, arch), 0);
         // The rest goes to the arch.
         assert_eq!(kvm_rs_check_extension(cap::MAX_VCPUS, arch), 1024);
         assert_eq!(kvm_rs_check_extension(-1, arch), 0);

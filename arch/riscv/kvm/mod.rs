@@ -350,6 +350,12 @@ impl Arch for Host {
                 vm_limits::riscv_check_extension(&Self::host_caps(vm), c)
             }
             cap::ONE_REG => 1,
+            // Upstream's generic answers (`CONFIG_KVM_MMIO`): the run loop
+            // appends MMIO writes in a zone to the VM's ring; PIO zones
+            // register as upstream's and, as there, never fire (no PIO).
+            cap::COALESCED_MMIO | cap::COALESCED_PIO => {
+                vm_limits::check_extension_generic(&vm_limits::GenericCaps::RISCV, c).unwrap_or(0)
+            }
             // Irqchip: not yet.
             // MAX_VCPU_ID is 0 upstream too.
             _ => 0,

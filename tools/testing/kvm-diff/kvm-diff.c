@@ -107,6 +107,8 @@ static const struct { const char *name; long cap; } caps[] = {
 	{ "BINARY_STATS_FD", KVM_CAP_BINARY_STATS_FD },
 	{ "MANUAL_DIRTY_LOG_PROTECT2", KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 },
 	{ "DEVICE_CTRL", KVM_CAP_DEVICE_CTRL },
+	{ "COALESCED_MMIO", KVM_CAP_COALESCED_MMIO },
+	{ "COALESCED_PIO", KVM_CAP_COALESCED_PIO },
 	{ "NR_VCPUS", KVM_CAP_NR_VCPUS },
 	{ "MAX_VCPUS", KVM_CAP_MAX_VCPUS },
 	{ "MAX_VCPU_ID", KVM_CAP_MAX_VCPU_ID },
@@ -213,6 +215,68 @@ static int ioeventfd(int vm, uint64_t addr, uint32_t len, uint32_t flags, uint64
 
 #define IOEVENTFD(what, vm, addr, len, flags, dm, fd) \
 	step(what, ioeventfd(vm, addr, len, flags, dm, fd), 0)
+
+static int coalesced(int vm, unsigned long req, uint64_t addr, uint32_t size, uint32_t pio)
+{
+	struct kvm_coalesced_mmio_zone z;
+
+	memset(&z, 0, sizeof(z));
+	z.addr = addr;
+	z.size = size;
+	z.pio = pio;
+	return ioctl(vm, req, &z);
+}
+
+#define COALESCED(what, vm, req, addr, size, pio) \
+	step(what, coalesced(vm, req, addr, size, pio), 0)
+
+/*
+ * KVM_(UN)REGISTER_COALESCED_MMIO: pio must be 0 or 1, no size or overlap
+ * check, 1000 zones per bus (ENOSPC), unregister removes every zone of the
+ * bus that contains the whole range and always answers 0.
+ */
+static void coalesced_zones(int vm)
+{
+	const unsigned long reg = KVM_REGISTER_COALESCED_MMIO, unreg = KVM_UNREGISTER_COALESCED_MMIO;
+	uint64_t base = 0x20000000;
+	char what[96];
+	int i, e, r = 0;
+
+	COALESCED("REGISTER_COALESCED_MMIO pio 2", vm, reg, base, 8, 2);
+	COALESCED("REGISTER_COALESCED_MMIO pio -1", vm, reg, base, 8, -1U);
+	COALESCED("UNREGISTER_COALESCED_MMIO pio 2", vm, unreg, base, 8, 2);
+	IOCTL("REGISTER_COALESCED_MMIO bad address", vm, reg, (void *)8);
+	IOCTL("UNREGISTER_COALESCED_MMIO bad address", vm, unreg, (void *)8);
+	COALESCED("REGISTER_COALESCED_MMIO size 0", vm, reg, base, 0, 0);
+	COALESCED("REGISTER_COALESCED_MMIO size 4G-1", vm, reg, base, -1U, 0);
+	COALESCED("REGISTER_COALESCED_MMIO wrapping", vm, reg, -8ULL, 0x100, 0);
+	COALESCED("REGISTER_COALESCED_MMIO big", vm, reg, base, 0x1000, 0);
+	COALESCED("REGISTER_COALESCED_MMIO overlapping", vm, reg, base + 0x800, 0x1000, 0);
+	COALESCED("REGISTER_COALESCED_MMIO same again", vm, reg, base, 0x1000, 0);
+	COALESCED("REGISTER_COALESCED_MMIO pio", vm, reg, 0x3f8, 8, 1);
+	COALESCED("UNREGISTER_COALESCED_MMIO unknown", vm, unreg, base + 0x100000, 8, 0);
+	COALESCED("UNREGISTER_COALESCED_MMIO middle", vm, unreg, base + 0x100, 8, 0);
+	COALESCED("UNREGISTER_COALESCED_MMIO all", vm, unreg, 0, -1U, 0);
+	COALESCED("UNREGISTER_COALESCED_MMIO pio", vm, unreg, 0x3f8, 8, 1);
+	/* Fill the MMIO bus; the count registered is part of the step name. */
+	for (i = 0; i < 2000; i++) {
+		r = coalesced(vm, reg, base + 0x10000 + 16 * i, 16, 0);
+		if (r)
+			break;
+	}
+	e = errno;
+	snprintf(what, sizeof(what), "REGISTER_COALESCED_MMIO until full (%d more)", i);
+	errno = e;
+	step(what, r, 0);
+	COALESCED("REGISTER_COALESCED_MMIO bus full", vm, reg, base, 8, 0);
+	COALESCED("REGISTER_COALESCED_MMIO pio bus not full", vm, reg, 0x3f8, 8, 1);
+	/* Straddles two zones: contained in neither, nothing is removed. */
+	COALESCED("UNREGISTER_COALESCED_MMIO straddling", vm, unreg, base + 0x10008, 16, 0);
+	COALESCED("REGISTER_COALESCED_MMIO after straddling", vm, reg, base, 8, 0);
+	COALESCED("UNREGISTER_COALESCED_MMIO one small zone", vm, unreg, base + 0x10010, 4, 0);
+	COALESCED("REGISTER_COALESCED_MMIO after one", vm, reg, base + 0x10010, 16, 0);
+	COALESCED("REGISTER_COALESCED_MMIO full once more", vm, reg, base, 8, 0);
+}
 
 /* KVM_IOEVENTFD: registration rules (nothing signals yet on kvm_rs). */
 static void ioeventfds(int vm, int kvm)
@@ -1588,6 +1652,7 @@ int main(void)
 	       (unsigned long long)bitmap[1]);
 
 	ioeventfds(vm, kvm);
+	coalesced_zones(vm);
 	irqfds(vm, kvm);
 	devices(kvm);
 	fd_attrs("vm", vm);
