@@ -19,7 +19,7 @@ for be in kvm kvm_rs; do
 		die "kvm-diff[$arch]: no transcript from backend $be (rc=$rc); log $out/boot-diff-$be.log"
 	tr -d '\r' <"$out/share/kvm-diff.txt" >"$out/kvm-diff-$be.txt"
 	grep -q '^# done' "$out/kvm-diff-$be.txt" ||
-		echo "kvm-diff[$arch]: the $be run stopped early (rc=$rc)" >&2
+		die "kvm-diff[$arch]: the $be run stopped early (rc=$rc); log $out/boot-diff-$be.log"
 	# host-init.sh's finish() greps the host's kernel log for
 	# BUG/WARNING/Oops after the run (the guests of kvm-diff misbehave on
 	# purpose); any hit fails kvm-diff.

@@ -12,10 +12,13 @@
  * those kvm_rs claims (and the transcript then checks that upstream answers
  * the same); the steps exercise only features kvm_rs implements.
  */
+#define _GNU_SOURCE /* pthread_timedjoin_np() */
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1650,6 +1653,143 @@ out_mem:
 }
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
+/*
+ * 4. An IPI storm: 4 vCPUs, one thread each, each sending RV_STORM_N SBI
+ * IPIs (vCPUs 0 and 2 to every hart, 1 to the next, 3 with hart_mask_base
+ * -1, i.e. all) without waiting for any, then the "done" call with a0 = the
+ * sends that returned 0 and a1 = the others. Only counts and final exits are
+ * printed (never the order of anything).
+ */
+#define RV_STORM_N 2000
+#define B_T(imm, rs2, rs1, f3) (((((uint32_t)(imm)) >> 12 & 1) << 31) | ((((uint32_t)(imm)) >> 5 & 0x3f) << 25) | \
+	((rs2) << 20) | ((rs1) << 15) | ((f3) << 12) | ((((uint32_t)(imm)) >> 1 & 0xf) << 8) | \
+	((((uint32_t)(imm)) >> 11 & 1) << 7) | 0x63)
+
+struct rv_storm_vcpu {
+	int fd, id;
+	struct kvm_run *run;
+	uint64_t mask, base;
+	long ret;
+	int err, exits;
+	uint32_t exit_reason;
+	uint64_t eid, a0, a1;
+};
+
+static void *rv_storm_thread(void *p)
+{
+	struct rv_storm_vcpu *c = p;
+	struct kvm_mp_state mp = { KVM_MP_STATE_RUNNABLE };
+	uint64_t v;
+	int i;
+
+	/* Upstream powers off every vCPU but vCPU 0 at creation (for HSM). */
+	ioctl(c->fd, KVM_SET_MP_STATE, &mp);
+
+	v = RV_STORM_N;
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, 20), &v);
+	v = 0;
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, 19), &v);
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, 21), &v);
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(regs.pc)), &v);
+	v = c->mask;
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, 18), &v);
+	v = c->base;
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, 22), &v);
+	v = GUEST_TRAP;
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(stvec)), &v);
+	for (i = 0; i < 16; i++) {
+		c->ret = ioctl(c->fd, KVM_RUN, 0);
+		c->err = c->ret < 0 ? errno : 0;
+		c->exits++;
+		c->exit_reason = c->run->exit_reason;
+		if (c->ret < 0 || c->run->exit_reason != KVM_EXIT_RISCV_SBI)
+			break;
+		c->eid = c->run->riscv_sbi.extension_id;
+		c->a0 = c->run->riscv_sbi.args[0];
+		c->a1 = c->run->riscv_sbi.args[1];
+		if (c->eid == DONE_EID)
+			break;
+	}
+	return NULL;
+}
+
+static void rv_ipi_storm(int kvm, long mmap_size)
+{
+	static const uint32_t code[] = {
+		LUI(17, 0x735), ADDI(17, 17, 0x49), ADDI(16, 0, 0),	/* 0x00: a7 = IPI, a6 = 0 */
+		ADDI(10, 18, 0), ADDI(11, 22, 0), ECALL,		/* 0x0c: send_ipi(s2, s6) */
+		B_T(12, 0, 10, 1),					/* 0x18: bne a0, 0, 0x24 */
+		ADDI(19, 19, 1), 0x0080006f,				/* 0x1c: s3++, j 0x28 */
+		ADDI(21, 21, 1),					/* 0x24: s5++ */
+		ADDI(20, 20, -1), B_T(-0x2c, 0, 20, 1),			/* 0x28: s4--, bnez s4, 0 */
+		ADDI(10, 19, 0), ADDI(11, 21, 0), DONE,			/* 0x30 */
+	};
+	static const uint32_t trap[] = { CSRR(10, 0x142), CSRR(11, 0x143), ADDI(16, 0, 7),
+					 LUI(17, DONE_EID >> 12), ECALL };
+	struct rv_storm_vcpu c[4];
+	struct kvm_userspace_memory_region r;
+	pthread_t t[4];
+	char what[120];
+	uint8_t *mem;
+	int vm, i, started[4] = { 0 };
+
+	vm = IOCTL_FD("rvg ipi storm VM", kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return;
+	mem = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		close(vm);
+		return;
+	}
+	memcpy(mem, code, sizeof(code));
+	memcpy(mem + GUEST_TRAP, trap, sizeof(trap));
+	r = (struct kvm_userspace_memory_region){ .slot = 0, .guest_phys_addr = 0,
+		.memory_size = GUEST_RAM, .userspace_addr = (uint64_t)(uintptr_t)mem };
+	IOCTL("rvg ipi storm memslot", vm, KVM_SET_USER_MEMORY_REGION, &r);
+	memset(c, 0, sizeof(c));
+	for (i = 0; i < 4; i++) {
+		c[i].id = i;
+		c[i].mask = (i == 1) ? 1ULL << ((i + 1) % 4) : 0xf;
+		c[i].base = (i == 3) ? ~0ULL : 0;
+		snprintf(what, sizeof(what), "rvg ipi storm vCPU %d", i);
+		c[i].fd = IOCTL_FD(what, vm, KVM_CREATE_VCPU, i);
+		c[i].run = MAP_FAILED;
+		if (c[i].fd >= 0)
+			c[i].run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, c[i].fd, 0);
+	}
+	for (i = 0; i < 4; i++)
+		if (c[i].run != MAP_FAILED)
+			started[i] = pthread_create(&t[i], NULL, rv_storm_thread, &c[i]) == 0;
+	for (i = 0; i < 4; i++) {
+		struct timespec until;
+
+		if (!started[i])
+			continue;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 30;
+		snprintf(what, sizeof(what), "rvg ipi storm vCPU %d", i);
+		if (pthread_timedjoin_np(t[i], NULL, &until) != 0) {
+			printf("%s: did not finish in 30 s\n", what);
+			started[i] = 0;
+			continue;
+		}
+		if (c[i].ret < 0)
+			printf("%s: KVM_RUN -%s after %d exits\n", what,
+			       errname(c[i].err) ? errname(c[i].err) : "E?", c[i].exits);
+		else
+			printf("%s: exit_reason %u eid %s ok %s failed %s after %d exits\n", what,
+			       c[i].exit_reason, rv_hx(c[i].eid), rv_hx(c[i].a0), rv_hx(c[i].a1), c[i].exits);
+	}
+	for (i = 0; i < 4; i++) {
+		if (c[i].run != MAP_FAILED)
+			munmap(c[i].run, mmap_size);
+		if (c[i].fd >= 0 && started[i])
+			close(c[i].fd);
+	}
+	close(vm);
+	munmap(mem, GUEST_RAM);
+}
+
 static void rv_guests(int kvm, long mmap_size)
 {
 	static const struct { const char *n; uint32_t csr; } csrs[] = {
@@ -1991,6 +2131,7 @@ int main(void)
 		run_with_pending_signal(vcpu, mmap_size);
 		riscv_regs(kvm, mmap_size);
 		rv_guests(kvm, mmap_size);
+		rv_ipi_storm(kvm, mmap_size);
 	}
 #endif
 #ifdef __aarch64__
