@@ -60,6 +60,10 @@ for arch in $arches; do
 	# The yardstick itself: upstream KVM boots the nested guest through
 	# Debian's QEMU in this emulated host.
 	stage "$arch/nested-guest(upstream kvm)" make -s run ARCH="$arch" BACKEND=kvm || true
+	# The same nested guest on kvm_rs, where kvm_rs has a world switch.
+	case " ${NESTED_KVM_RS_ARCHES-riscv64} " in
+	*" $arch "*) stage "$arch/nested-guest(kvm_rs)" make -s run ARCH="$arch" BACKEND=kvm_rs || true ;;
+	esac
 	# The upstream selftests on kvm_rs: the host must survive the run; the
 	# tests of tools/testing/selftests/expected-<arch>.txt must pass (full
 	# timeout); the others run with a short timeout, to report extra passes.

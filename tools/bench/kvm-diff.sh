@@ -19,7 +19,14 @@ for be in kvm kvm_rs; do
 		die "kvm-diff[$arch]: no transcript from backend $be (rc=$rc); log $out/boot-diff-$be.log"
 	tr -d '\r' <"$out/share/kvm-diff.txt" >"$out/kvm-diff-$be.txt"
 	grep -q '^# done' "$out/kvm-diff-$be.txt" ||
-		echo "kvm-diff[$arch]: the $be run stopped early (rc=$rc)" >&2
+		die "kvm-diff[$arch]: the $be run stopped early (rc=$rc); log $out/boot-diff-$be.log"
+	# host-init.sh's finish() greps the host's kernel log for
+	# BUG/WARNING/Oops after the run (the guests of kvm-diff misbehave on
+	# purpose); any hit fails kvm-diff.
+	if grep -q 'KVMRS-ERROR the kernel log shows' "$out/boot-diff-$be.log"; then
+		grep -A40 'KVMRS-ERROR the kernel log shows' "$out/boot-diff-$be.log" >&2
+		die "kvm-diff[$arch]: the host kernel log of the $be run shows a BUG/WARNING/Oops"
+	fi
 done
 # Step by step, keyed by step name: the upstream answer is the reference; a
 # step missing on kvm_rs, or answered differently, fails unless the step is

@@ -57,6 +57,8 @@ impl Errno {
     pub(crate) const EINVAL: Errno = Errno(22);
     /// Inappropriate ioctl for device.
     pub(crate) const ENOTTY: Errno = Errno(25);
+    /// No space left on device (a full I/O bus).
+    pub(crate) const ENOSPC: Errno = Errno(28);
 }
 
 /// The ioctl type byte of KVM (`KVMIO`).

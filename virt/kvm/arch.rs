@@ -19,6 +19,10 @@ use super::{
     },
     stats::StatsSchema,
     uapi::GuestDebug,
+    vcpu::{
+        Vcpu,
+        VcpuRun, //
+    },
     vm_limits::VcpuLimits,
 };
 use kernel::prelude::*;
@@ -292,19 +296,80 @@ pub(crate) trait Arch {
     ///   `EBUSY` for a change afterwards).
     fn vcpu_run_check(vcpu: &mut Self::Vcpu, vm: &mut Self::Vm) -> Result<(), Errno>;
 
-    /// `KVM_RUN` once the core has checked `immediate_exit`, applied the
-    /// signal mask, found no signal pending and handled the requests: enter
-    /// the guest and return when userspace must act.
+    /// Finishes the exit userspace just handled (`kvm_run.exit_reason` as
+    /// userspace left it: MMIO data, SBI/CSR return values), at the start
+    /// of `KVM_RUN`, before `immediate_exit` is looked at (upstream's
+    /// `kvm_riscv_vcpu_mmio_return()` & co. and arm64's
+    /// `kvm_handle_mmio_return()` come first too). An error fails
+    /// `KVM_RUN`.
     ///
-    /// - riscv64 and arm64: there is no world switch yet; both return
-    ///   `ENOEXEC`, honestly refusing to run the guest.
-    fn vcpu_run(vcpu: &mut Self::Vcpu) -> Result<(), Errno>;
+    /// - riscv64: completes a pending MMIO load, forwarded SBI call or CSR
+    ///   access (register write, `sepc` advance), once;
+    /// - arm64: nothing yet (no MMIO exits without a world switch).
+    fn vcpu_complete_exit(vcpu: &mut Self::Vcpu, run: &VcpuRun<'_>) -> Result<(), Errno>;
+
+    /// `KVM_RUN` once the core has checked `immediate_exit`, applied the
+    /// signal mask and set `exit_reason` to `KVM_EXIT_UNKNOWN`: the arch's
+    /// run loop (`kvm_arch_vcpu_ioctl_run()`). It returns `Ok` with
+    /// `kvm_run` filled when userspace must act, `Err` to fail `KVM_RUN`.
+    ///
+    /// `run` gives the loop what the core owns: the VM ([`VcpuRun::vm`]:
+    /// stage-2 MMU, the other vCPUs), the generic vCPU
+    /// ([`VcpuRun::vcpu`]: requests, guest mode for kicks, blocking), the
+    /// `kvm_run` page, and the pending-work check of every iteration
+    /// ([`VcpuRun::handle_work`]: signals end the run with `EINTR` and
+    /// `KVM_EXIT_INTR`, `need_resched` schedules, notify-resume work such
+    /// as rseq runs) followed by the generic requests
+    /// ([`VcpuRun::handle_generic_requests`]).
+    ///
+    /// - riscv64: the world switch (`arch/riscv/kvm/run.rs`,
+    ///   `switch.rs`): VS CSRs loaded at the start and on preemption
+    ///   (preempt notifier), requests, G-stage entry, exits (SBI, G-stage
+    ///   faults and MMIO, virtual instructions, WFI);
+    /// - arm64: no world switch yet: [`VcpuRun::handle_work`], the generic
+    ///   requests, then `ENOEXEC`. The VHE world switch will do the same as
+    ///   riscv64: `vcpu_load()` (and a preempt notifier) for the EL1 and
+    ///   timer state, `VcpuRun::vcpu().enter_guest_mode()` with interrupts
+    ///   off before `__kvm_vcpu_run()`, and [`Arch::kick_cpu`] sending the
+    ///   reschedule IPI that makes a running guest exit.
+    fn vcpu_run(vcpu: &mut Self::Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno>;
+
+    /// Interrupts `cpu`, on which a vCPU may be running guest code, so that
+    /// the guest exits (`kvm_vcpu_kick()`'s `smp_send_reschedule()`).
+    ///
+    /// - riscv64: the reschedule IPI (`arch_smp_send_reschedule()`);
+    /// - arm64: nothing yet (no vCPU enters guest mode; the arm64 export of
+    ///   `arch_smp_send_reschedule()` does not exist, so this will need
+    ///   `kick_process()` or a patch).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    fn kick_cpu(cpu: u32);
+
+    /// Per-vCPU architecture state that other threads touch while the
+    /// vCPU runs, outside the vCPU's mutex (upstream's
+    /// `vcpu->arch.irqs_pending` and friends): kept in the generic vCPU.
+    ///
+    /// - riscv64: the pending VS-level interrupts set by `KVM_INTERRUPT`
+    ///   and SBI IPIs of other vCPUs;
+    /// - arm64: nothing yet.
+    type VcpuShared: Send + Sync + Default;
+
+    /// A vCPU ioctl handled without the vCPU's mutex
+    /// (`kvm_arch_vcpu_unlocked_ioctl()`), so that it reaches a vCPU that
+    /// sits in `KVM_RUN`; `None` when the arch does not handle `cmd` this
+    /// way.
+    ///
+    /// - riscv64: `KVM_INTERRUPT` (`KVM_INTERRUPT_SET`/`UNSET` of the
+    ///   external interrupt);
+    /// - arm64: none.
+    fn vcpu_unlocked_ioctl(vcpu: &Vcpu, cmd: u32, arg: usize) -> Option<Result<isize, Errno>>;
 
     /// `KVM_GET_MP_STATE` (`kvm_arch_vcpu_ioctl_get_mpstate()`): the
     /// vCPU's `KVM_MP_STATE_*`.
     ///
-    /// - riscv64 and arm64: the stored state.
-    fn get_mp_state(vcpu: &Self::Vcpu) -> u32;
+    /// - riscv64: the state in `shared` (other vCPUs change it with SBI
+    ///   HSM while this one runs);
+    /// - arm64: the stored state.
+    fn get_mp_state(vcpu: &Self::Vcpu, shared: &Self::VcpuShared) -> u32;
 
     /// `KVM_SET_MP_STATE` (`kvm_arch_vcpu_ioctl_set_mpstate()`): `EINVAL`
     /// for a state the arch does not accept.
@@ -312,17 +377,19 @@ pub(crate) trait Arch {
     /// - riscv64: `RUNNABLE` and `STOPPED` (`INIT_RECEIVED` only with
     ///   `KVM_CAP_RISCV_MP_STATE_RESET`, which kvm_rs does not offer);
     /// - arm64: `RUNNABLE`, `STOPPED` and `SUSPENDED`.
-    fn set_mp_state(vcpu: &mut Self::Vcpu, state: u32) -> Result<(), Errno>;
+    fn set_mp_state(vcpu: &mut Self::Vcpu, shared: &Self::VcpuShared, state: u32) -> Result<(), Errno>;
 
     /// `KVM_SET_GUEST_DEBUG` (`kvm_arch_vcpu_ioctl_set_guest_debug()`):
-    /// validates and stores the debug control. Nothing acts on it until the
-    /// world switch exists, so `KVM_CAP_SET_GUEST_DEBUG` is not claimed.
+    /// validates and stores the debug control.
     ///
     /// - riscv64: any control; stored if `KVM_GUESTDBG_ENABLE` is set,
-    ///   else cleared;
+    ///   else cleared; while set, guest `ebreak`s exit to userspace with
+    ///   `KVM_EXIT_DEBUG` (`KVM_CAP_SET_GUEST_DEBUG` is claimed);
     /// - arm64: `EINVAL` for bits outside `KVM_GUESTDBG_VALID_MASK`
     ///   (`ENABLE`, `SINGLESTEP`, `USE_SW_BP`, `USE_HW`); without `ENABLE`
-    ///   cleared; with `USE_HW` the breakpoint/watchpoint registers are kept.
+    ///   cleared; with `USE_HW` the breakpoint/watchpoint registers are
+    ///   kept. Nothing acts on it until the world switch exists, so arm64
+    ///   does not claim `KVM_CAP_SET_GUEST_DEBUG`.
     fn set_guest_debug(vcpu: &mut Self::Vcpu, dbg: &GuestDebug) -> Result<(), Errno>;
 
     /// Turns virtualization on on the current CPU (`kvm_arch_enable_virtualization_cpu()`),

@@ -93,6 +93,14 @@ impl PartialEq for EventfdCtx {
 }
 
 impl EventfdCtx {
+    /// `eventfd_signal()`: adds 1 to the counter and wakes its readers.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn signal(&self) {
+        // SAFETY: This value holds a reference on the live context (type
+        // invariant); `eventfd_signal()` is `eventfd_signal_mask(ctx, 0)`.
+        unsafe { bindings::eventfd_signal_mask(self.0.as_ptr(), 0) };
+    }
+
     /// The context's address: its identity while a reference is held.
     fn key(&self) -> usize {
         self.0.as_ptr() as usize

@@ -22,10 +22,13 @@
 //! ioeventfds (`dev_count - ioeventfd_count`), so there is no count limit
 //! here either: every entry is charged to the caller's memory cgroup.
 //!
-//! # Not yet
+//! # Signalling
 //!
-//! Signalling: an MMIO exit of the guest that matches an entry will signal
-//! its eventfd once the world switch exists.
+//! A guest MMIO write goes to [`Ioeventfds::mmio_write_target`] before it
+//! exits to userspace (`kvm_io_bus_write()` of the MMIO bus): the first
+//! entry it hits (`ioeventfd_in_range()`) has its eventfd signalled and the
+//! write is complete. PIO and virtio-ccw entries never fire on riscv64 and
+//! arm64.
 
 use super::{
     abi::Errno,
@@ -156,10 +159,27 @@ impl<A: Alloc, E: PartialEq> Ioeventfds<A, E> {
     }
 
     /// The registrations, in no particular order.
-    // The MMIO exit path of the world switch will look entries up here.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn entries(&self) -> &[Ioeventfd<E>] {
         self.entries.as_slice()
+    }
+
+    /// The eventfd a guest MMIO write of `len` bytes of `value` (zero
+    /// extended, little-endian in memory) at `addr` signals, if any
+    /// (`ioeventfd_in_range()`): the address must be exact; a length-0
+    /// entry takes any write there; otherwise the length must be equal and
+    /// the value match unless the entry is a wildcard.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn mmio_write_target(&self, addr: u64, len: u32, value: u64) -> Option<&E> {
+        self.entries
+            .as_slice()
+            .iter()
+            .find(|e| {
+                e.bus == Bus::Mmio
+                    && e.addr == addr
+                    && (e.len == 0 || (e.len == len && e.datamatch.is_none_or(|d| d == value)))
+            })
+            .map(|e| &e.eventfd)
     }
 
     /// `KVM_IOEVENTFD`: assigns or deassigns as `args.flags` says. `fdget`
@@ -335,6 +355,25 @@ mod host_tests {
         assert!(r.entries().is_empty());
         BudgetAlloc::set_budget(usize::MAX);
         assert_eq!(r.ioctl(&args(0x1000, 4, 0, 0, 3), fdget), Ok(()));
+    }
+
+    #[test]
+    fn mmio_writes_hit_exact_entries() {
+        let mut r = Ioeventfds::<StdAlloc, i32>::new();
+        assert_eq!(r.ioctl(&args(0x1000, 4, FLAG_DATAMATCH, 7, 3), fdget), Ok(()));
+        assert_eq!(r.ioctl(&args(0x2000, 0, 0, 0, 4), fdget), Ok(()));
+        assert_eq!(r.ioctl(&args(0x3000, 2, 0, 0, 5), fdget), Ok(()));
+        assert_eq!(r.ioctl(&args(0x4000, 8, FLAG_PIO, 0, 6), fdget), Ok(()));
+        assert_eq!(r.mmio_write_target(0x1000, 4, 7), Some(&3));
+        assert_eq!(r.mmio_write_target(0x1000, 4, 8), None);
+        assert_eq!(r.mmio_write_target(0x1000, 2, 7), None);
+        assert_eq!(r.mmio_write_target(0x1001, 4, 7), None);
+        assert_eq!(r.mmio_write_target(0x2000, 1, 0xff), Some(&4));
+        assert_eq!(r.mmio_write_target(0x2000, 8, 0), Some(&4));
+        assert_eq!(r.mmio_write_target(0x3000, 2, 0xabcd), Some(&5));
+        assert_eq!(r.mmio_write_target(0x3000, 4, 0xabcd), None);
+        // A PIO entry never fires on the MMIO bus.
+        assert_eq!(r.mmio_write_target(0x4000, 8, 0), None);
     }
 
     #[test]

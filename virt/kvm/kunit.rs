@@ -385,3 +385,88 @@ mod ioeventfd_tests {
         assert!(!r.pending());
     }
 }
+
+#[kunit_tests(kvm_rs_coalesced_mmio)]
+mod coalesced_mmio_tests {
+    use super::*;
+    use crate::kvm::{
+        coalesced_mmio::{
+            self,
+            Zone,
+            Zones, //
+        },
+        vm::ring_append,
+    };
+    use kernel::{
+        page::{
+            Page,
+            PAGE_SIZE, //
+        },
+    };
+
+    /// Reads the `u32` at byte `off` of `page` (`off + 4 <= PAGE_SIZE`,
+    /// 4-aligned).
+    fn read_u32(page: &Page, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        // SAFETY: `b` is 4 writable bytes; nothing else touches the test's
+        // page concurrently.
+        let _ = unsafe { page.read_raw(b.as_mut_ptr(), off, 4) };
+        u32::from_ne_bytes(b)
+    }
+
+    fn write_u32(page: &Page, off: usize, v: u32) {
+        let b = v.to_ne_bytes();
+        // SAFETY: `b` is 4 readable bytes; nothing else touches the test's
+        // page concurrently.
+        let _ = unsafe { page.write_raw(b.as_ptr(), off, 4) };
+    }
+
+    #[test]
+    fn ring_fills_wraps_and_distrusts_userspace() {
+        let Ok(page) = Page::alloc_page(GFP_KERNEL | __GFP_ZERO) else {
+            return;
+        };
+        let max = coalesced_mmio::ring_max(PAGE_SIZE);
+        assert!(ring_append(&page, 0x1000, &[1, 2, 3, 4]));
+        assert_eq!(read_u32(&page, coalesced_mmio::RING_LAST), 1);
+        let e = coalesced_mmio::RING_HEADER;
+        assert_eq!(read_u32(&page, e), 0x1000);
+        assert_eq!(read_u32(&page, e + coalesced_mmio::ENTRY_LEN), 4);
+        assert_eq!(read_u32(&page, e + coalesced_mmio::ENTRY_PIO), 0);
+        assert_eq!(read_u32(&page, e + coalesced_mmio::ENTRY_DATA), u32::from_ne_bytes([1, 2, 3, 4]));
+        // Fill: one entry stays free.
+        let mut n = 1;
+        while ring_append(&page, 0x2000, &[9]) {
+            n += 1;
+        }
+        assert_eq!(n, max - 1);
+        assert_eq!(read_u32(&page, coalesced_mmio::RING_LAST), max - 1);
+        // Userspace consumes everything: the ring wraps.
+        write_u32(&page, coalesced_mmio::RING_FIRST, max - 1);
+        assert!(ring_append(&page, 0x3000, &[7; 8]));
+        assert_eq!(read_u32(&page, coalesced_mmio::RING_LAST), 0);
+        // A malicious `last`: nothing is written.
+        for bad in [max, u32::MAX] {
+            write_u32(&page, coalesced_mmio::RING_LAST, bad);
+            assert!(!ring_append(&page, 0x4000, &[1]));
+            assert_eq!(read_u32(&page, coalesced_mmio::RING_LAST), bad);
+        }
+        // More than 8 bytes is never appended.
+        write_u32(&page, coalesced_mmio::RING_LAST, 0);
+        assert!(!ring_append(&page, 0x4000, &[0; 9]));
+    }
+
+    #[test]
+    fn zones_with_kvvec() {
+        let mut r: Zones<KernelAlloc> = Zones::new();
+        assert_eq!(r.register(&Zone { addr: 0x1000, size: 0x100, pio: 0 }), Ok(()));
+        assert_eq!(r.register(&Zone { addr: 0x1000, size: 0x100, pio: 2 }), Err(Errno::EINVAL));
+        assert!(r.mmio_hit(0x1010, 8));
+        assert_eq!(r.unregister(&Zone { addr: 0x1010, size: 8, pio: 0 }), Ok(()));
+        assert!(!r.mmio_hit(0x1010, 8));
+        for i in 0..coalesced_mmio::NR_IOBUS_DEVS as u64 {
+            assert_eq!(r.register(&Zone { addr: 8 * i, size: 8, pio: 0 }), Ok(()));
+        }
+        assert_eq!(r.register(&Zone { addr: 0, size: 8, pio: 0 }), Err(Errno::ENOSPC));
+    }
+}

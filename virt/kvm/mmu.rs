@@ -246,6 +246,17 @@ impl VmMmu {
         }))
     }
 
+    /// The host virtual address of guest frame `gfn`, if a usable memslot
+    /// backs it (writable if `write`): `kvm_vcpu_gfn_to_hva_prot()`.
+    pub(crate) fn gfn_to_hva(&self, gfn: u64, write: bool) -> Option<u64> {
+        let st = self.state.lock();
+        let (hva, writable, _) = st.slots.gfn_to_hva_prot(gfn)?;
+        if write && !writable {
+            return None;
+        }
+        Some(hva)
+    }
+
     /// Installs a resolved page: runs `map` on the stage-2 tables under
     /// `mmu_lock`, unless an invalidation covering the frame started or
     /// ended since [`Self::resolve`] read the sequence

@@ -11,7 +11,8 @@
 //! - pure logic, built from `core` only and also tested on the host with
 //!   `cargo test` (`tools/testing/host`): [`abi`], [`storage`], [`memslot`],
 //!   [`dirty_log`], [`mmu_invalidate`], [`stats`], [`vm_limits`],
-//!   [`requests`], [`ioeventfd`], [`slot_index`], [`irqfd`], [`device`],
+//!   [`requests`], [`ioeventfd`], [`coalesced_mmio`], [`slot_index`],
+//!   [`irqfd`], [`device`],
 //!   [`one_reg`];
 //! - the kernel glue that turns them into file descriptors: [`dev`]
 //!   (`/dev/kvm`), [`vm`] (VM fd), [`vcpu`] (vCPU fd), [`stats_fd`] (binary
@@ -24,6 +25,7 @@
 
 pub(crate) mod abi;
 pub(crate) mod arch;
+pub(crate) mod coalesced_mmio;
 mod dev;
 pub(crate) mod device;
 pub(crate) mod device_fd;
@@ -43,7 +45,7 @@ pub(crate) mod stats;
 mod stats_fd;
 pub(crate) mod storage;
 pub(crate) mod uapi;
-mod vcpu;
+pub(crate) mod vcpu;
 pub(crate) mod vm;
 mod virt_cpu;
 pub(crate) mod vm_limits;

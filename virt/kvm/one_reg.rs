@@ -89,7 +89,9 @@ pub(crate) fn get_reg_list<U: RegListUser>(
     user: &mut U,
     mut walk: impl FnMut(RegEmit<'_>) -> Result<(), Errno>,
 ) -> Result<(), Errno> {
-    let room = user.read_n()?;
+    // Upstream reads `n` into an `unsigned` (riscv64 and arm64
+    // `kvm_arch_vcpu_ioctl()`): only its low 32 bits count.
+    let room = u64::from(user.read_n()? as u32);
     let mut count = 0u64;
     walk(&mut |_| {
         count = count.checked_add(1).ok_or(Errno::EINVAL)?;
@@ -185,6 +187,18 @@ mod tests {
         let mut b = Buf::new(8);
         assert_eq!(get_reg_list(&mut b, three), Ok(()));
         assert_eq!(b.n, 3);
+    }
+
+    #[test]
+    fn reg_list_room_is_the_low_32_bits_of_n() {
+        // 2^32 + 1 is 1 to upstream's `unsigned n`: too small.
+        let mut b = Buf::new((1 << 32) + 1);
+        assert_eq!(get_reg_list(&mut b, three), Err(Errno::E2BIG));
+        assert_eq!(b.n, 3);
+        assert_eq!(b.regs, [0; 8]);
+        let mut b = Buf::new((1 << 32) | 3);
+        assert_eq!(get_reg_list(&mut b, three), Ok(()));
+        assert_eq!(&b.regs[..3], &[0x10, 0x20, 0x30]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! Pure logic (`core` only), also tested on the host.
 //!
-//! # Design (TODO: the consumer comes with the world switch)
+//! # Design
 //!
 //! Requests are bits of one [`AtomicU64`]. A requester sets a bit with
 //! [`Requests::make`] and then kicks the vCPU (IPI to the CPU it runs on,
@@ -16,8 +16,10 @@
 //! upstream, `make` is a release (the data that goes with the request is
 //! visible to whoever sees the bit) and `check` an acquire.
 //!
-//! Nothing makes requests yet: there is no guest to enter, so the kick is a
-//! stub in the vCPU glue.
+//! The consumer is the arch's run loop (riscv64 `arch/riscv/kvm/run.rs`);
+//! the kick (`Vcpu::kick` in `vcpu.rs`) IPIs a vCPU in guest mode and
+//! wakes a halted one. Arch requests are numbered from 8 (riscv64:
+//! `FENCE_I` 8, `HFENCE_VVMA_ALL` 9).
 
 use core::sync::atomic::{
     AtomicU64,

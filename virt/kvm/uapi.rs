@@ -156,6 +156,35 @@ uapi_mirror! {
 }
 
 uapi_mirror! {
+    /// `struct kvm_coalesced_mmio_zone` (`KVM_REGISTER_COALESCED_MMIO`,
+    /// `KVM_UNREGISTER_COALESCED_MMIO`).
+    CoalescedMmioZone = kvm_coalesced_mmio_zone {
+        /// Guest physical address (or port).
+        addr: u64 = addr,
+        /// Size in bytes.
+        size: u32 = size,
+        /// The `pad`/`pio` union: 1 for a PIO zone.
+        pio: u32 = __bindgen_anon_1,
+    }
+}
+
+// The ring layout the pure code writes (`coalesced_mmio.rs`).
+kernel::static_assert!(
+    super::coalesced_mmio::ZONE_SIZE as usize == size_of::<uapi::kvm_coalesced_mmio_zone>()
+);
+kernel::static_assert!(super::coalesced_mmio::ENTRY_SIZE == size_of::<uapi::kvm_coalesced_mmio>());
+kernel::static_assert!(super::coalesced_mmio::ENTRY_LEN == offset_of!(uapi::kvm_coalesced_mmio, len));
+kernel::static_assert!(
+    super::coalesced_mmio::ENTRY_PIO == offset_of!(uapi::kvm_coalesced_mmio, __bindgen_anon_1)
+);
+kernel::static_assert!(super::coalesced_mmio::ENTRY_DATA == offset_of!(uapi::kvm_coalesced_mmio, data));
+kernel::static_assert!(
+    super::coalesced_mmio::RING_HEADER == size_of::<uapi::kvm_coalesced_mmio_ring>()
+);
+kernel::static_assert!(super::coalesced_mmio::RING_FIRST == offset_of!(uapi::kvm_coalesced_mmio_ring, first));
+kernel::static_assert!(super::coalesced_mmio::RING_LAST == offset_of!(uapi::kvm_coalesced_mmio_ring, last));
+
+uapi_mirror! {
     /// `struct kvm_ioeventfd` (`KVM_IOEVENTFD`).
     Ioeventfd = kvm_ioeventfd {
         /// Compared with the written value with `KVM_IOEVENTFD_FLAG_DATAMATCH`.
@@ -263,6 +292,9 @@ pub(crate) const KVM_SET_GUEST_DEBUG: u32 =
 /// `KVM_SET_SIGNAL_MASK`: `_IOW(KVMIO, 0x8b, struct kvm_signal_mask)`.
 pub(crate) const KVM_SET_SIGNAL_MASK: u32 =
     super::abi::ioc(1, super::abi::KVMIO, 0x8b, size_of::<SignalMaskHead>() as u32);
+/// `KVM_INTERRUPT`: `_IOW(KVMIO, 0x86, struct kvm_interrupt)` (one
+/// `__u32`).
+pub(crate) const KVM_INTERRUPT: u32 = super::abi::ioc(1, super::abi::KVMIO, 0x86, size_of::<u32>() as u32);
 /// `KVM_IOEVENTFD`: `_IOW(KVMIO, 0x79, struct kvm_ioeventfd)`.
 pub(crate) const KVM_IOEVENTFD: u32 =
     super::abi::ioc(1, super::abi::KVMIO, 0x79, size_of::<Ioeventfd>() as u32);
@@ -302,6 +334,7 @@ mod tests {
         assert_eq!(KVM_SET_GUEST_DEBUG, _IOW::<uapi::kvm_guest_debug>(k, 0x9b));
         assert_eq!(KVM_SET_SIGNAL_MASK, _IOW::<uapi::kvm_signal_mask>(k, 0x8b));
         assert_eq!(KVM_IOEVENTFD, _IOW::<uapi::kvm_ioeventfd>(k, 0x79));
+        assert_eq!(KVM_INTERRUPT, _IOW::<uapi::kvm_interrupt>(k, 0x86));
         assert_eq!(irqfd::KVM_IRQFD, _IOW::<uapi::kvm_irqfd>(k, 0x76));
         assert_eq!(device::KVM_CREATE_DEVICE, _IOWR::<uapi::kvm_create_device>(k, 0xe0));
         assert_eq!(device::KVM_SET_DEVICE_ATTR, _IOW::<uapi::kvm_device_attr>(k, 0xe1));

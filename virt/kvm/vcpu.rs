@@ -8,9 +8,10 @@
 //!
 //! # The shared pages
 //!
-//! Each vCPU owns two zeroed pages, allocated at creation: `kvm_run` (mmap
-//! offset 0) and the coalesced-MMIO ring (offset
-//! `KVM_COALESCED_MMIO_PAGE_OFFSET` = 1), which is what
+//! Each vCPU owns a zeroed `kvm_run` page, allocated at creation (mmap
+//! offset 0); the coalesced-MMIO ring (offset
+//! `KVM_COALESCED_MMIO_PAGE_OFFSET` = 1) is the VM's one ring page
+//! (`kvm->coalesced_mmio_ring`), shared by every vCPU; two pages is what
 //! `KVM_GET_VCPU_MMAP_SIZE` (two pages) announces. Upstream maps them
 //! lazily from a `vm_operations_struct` fault handler; kvm_rs inserts them
 //! when the VMA is created (`vm_insert_page()`), so no fault handler is
@@ -24,19 +25,29 @@
 //! `kvm_arch_vcpu_ioctl_run()`: only the VM's creator (its mm, else `EIO`)
 //! may run it, serialised by the vCPU mutex; the argument must be 0
 //! (`EINVAL`); the arch may refuse first (arm64: `ENOEXEC` before
-//! `KVM_ARM_VCPU_INIT`); `immediate_exit` returns `EINTR` without touching
-//! `exit_reason` (x86 sets `KVM_EXIT_INTR` there, riscv64 and arm64 do
-//! not). Then the vCPU's signal mask (`KVM_SET_SIGNAL_MASK`) replaces the
-//! task's for the duration of the run (`kvm_sigset_activate()`),
-//! `exit_reason` becomes `KVM_EXIT_UNKNOWN`, a pending signal ends the run
-//! with `EINTR` and `KVM_EXIT_INTR`, pending requests
-//! ([`requests`](super::requests)) are handled, and the arch's run hook is
-//! called. There is no world switch yet: that hook returns `ENOEXEC`.
+//! `KVM_ARM_VCPU_INIT`); the arch completes the exit userspace just handled
+//! (MMIO data, SBI and CSR return values: [`Arch::vcpu_complete_exit`]);
+//! `immediate_exit` returns `EINTR` without touching `exit_reason` (x86
+//! sets `KVM_EXIT_INTR` there, riscv64 and arm64 do not). Then the vCPU's
+//! signal mask (`KVM_SET_SIGNAL_MASK`) replaces the task's for the
+//! duration of the run (`kvm_sigset_activate()`), `exit_reason` becomes
+//! `KVM_EXIT_UNKNOWN`, and the arch's run loop ([`Arch::vcpu_run`]) runs
+//! with a [`VcpuRun`]: each iteration handles pending work (a signal ends
+//! the run with `EINTR` and `KVM_EXIT_INTR`), the requests
+//! ([`requests`](super::requests)), enters the guest in guest mode
+//! ([`Vcpu::enter_guest_mode`]: a [`Vcpu::kick`] then interrupts the CPU
+//! with [`Arch::kick_cpu`]) and handles its exit; a halted vCPU sleeps in
+//! [`Vcpu::block`] until a kick, a signal or its timer. riscv64 runs guests;
+//! arm64 has no world switch yet and returns `ENOEXEC`.
 //!
-//! Not yet: `signal_exits` does not count (the statistics are static), the
+//! `KVM_INTERRUPT` (riscv64) does not take the vCPU mutex
+//! ([`Arch::vcpu_unlocked_ioctl`]): it must reach a vCPU that sits in
+//! `KVM_RUN`.
+//!
+//! Not yet: `signal_exits` and the other statistics do not count, the
 //! vCPU mutex is not killable (upstream's `mutex_lock_killable()` returns
 //! `EINTR` to a killed waiter; the kernel crate has no killable lock), and
-//! `vcpu->pid` is not tracked (nothing yields to or kicks a vCPU thread).
+//! `vcpu->pid` is not tracked (directed yield).
 
 use super::{
     abi::{
@@ -47,7 +58,6 @@ use super::{
     arch::Arch,
     requests::{
         Requests,
-        REQ_TLB_FLUSH,
         REQ_UNBLOCK,
         REQ_VM_DEAD, //
     },
@@ -76,6 +86,11 @@ use super::{
     vm_limits::KVM_COALESCED_MMIO_PAGE_OFFSET,
 };
 use crate::arch::Host;
+use core::sync::atomic::{
+    AtomicI32,
+    AtomicU8,
+    Ordering, //
+};
 use kernel::{
     alloc::KVVec,
     bindings,
@@ -95,7 +110,9 @@ use kernel::{
     },
     ioctl::_IOC_TYPE,
     mm::virt::VmaNew,
+    new_condvar,
     new_mutex,
+    new_spinlock,
     page::{
         Page,
         PAGE_SHIFT,
@@ -105,8 +122,11 @@ use kernel::{
     str::CString,
     sync::{
         Arc,
-        Mutex, //
+        CondVar,
+        Mutex,
+        SpinLock, //
     },
+    time::Jiffies,
     uaccess::{
         UserPtr,
         UserSlice, //
@@ -137,16 +157,14 @@ pub(crate) struct VcpuState {
 
 /// A virtual CPU.
 ///
-/// Invariant: `run` and `ring` are zero-initialized pages owned by this
-/// vCPU for its whole life (userspace mappings hold their own references).
+/// Invariant: `run` is a zero-initialized page owned by this vCPU for its
+/// whole life (userspace mappings hold their own references).
 #[pin_data]
 pub(crate) struct Vcpu {
     /// `vcpu->vcpu_id`.
     id: u32,
     /// The `kvm_run` page.
     run: Page,
-    /// The coalesced-MMIO ring page (stays empty: no coalesced zones yet).
-    ring: Page,
     /// `vcpu->requests`: work to do before the next guest entry.
     requests: Requests,
     /// `vcpu->mutex` and the state it protects.
@@ -156,7 +174,31 @@ pub(crate) struct Vcpu {
     stats_id: StatsId,
     /// The vCPU statistics, in `Host::VCPU_STATS` order (nothing counts yet).
     stats: KVVec<u64>,
+    /// `vcpu->mode`: [`OUTSIDE_GUEST_MODE`], [`IN_GUEST_MODE`] or
+    /// [`EXITING_GUEST_MODE`].
+    mode: AtomicU8,
+    /// `vcpu->cpu`: the CPU the vCPU is loaded on, -1 when not loaded.
+    cpu: AtomicI32,
+    /// Serialises a blocked vCPU's wake-up condition with [`Vcpu::kick`]
+    /// (upstream's rcuwait).
+    #[pin]
+    wait_lock: SpinLock<()>,
+    /// A blocked (halted) vCPU sleeps here.
+    #[pin]
+    wait: CondVar,
+    /// The arch state other threads touch while the vCPU runs.
+    arch_shared: <Host as Arch>::VcpuShared,
 }
+
+/// `OUTSIDE_GUEST_MODE`.
+pub(crate) const OUTSIDE_GUEST_MODE: u8 = 0;
+/// `IN_GUEST_MODE`: between the last request check (interrupts off) and
+/// the guest exit; a kick must interrupt the CPU.
+#[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+pub(crate) const IN_GUEST_MODE: u8 = 1;
+/// `EXITING_GUEST_MODE`: a kick already interrupted the CPU.
+#[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+pub(crate) const EXITING_GUEST_MODE: u8 = 2;
 
 impl Vcpu {
     /// The vCPU id.
@@ -200,36 +242,245 @@ impl Vcpu {
         unsafe { bindings::kunmap_local(base) };
     }
 
-    /// `kvm_vcpu_kick()`: makes the vCPU notice a new request. A stub:
-    /// with no world switch, a vCPU never runs guest code or sleeps in
-    /// `KVM_RUN`, and handles its requests at the start of the next run.
-    /// The world switch will send an IPI to the CPU running the guest and
-    /// wake a halted vCPU.
-    #[allow(dead_code)]
-    pub(crate) fn kick(&self) {}
+    /// The vCPU's pending requests.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn requests(&self) -> &Requests {
+        &self.requests
+    }
+
+    /// The arch state shared with other threads.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn arch_shared(&self) -> &<Host as Arch>::VcpuShared {
+        &self.arch_shared
+    }
+
+    /// The CPU the vCPU is loaded on (`vcpu->cpu`), if any.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn cpu(&self) -> Option<u32> {
+        u32::try_from(self.cpu.load(Ordering::Relaxed)).ok()
+    }
+
+    /// Records the CPU the vCPU was loaded on (`None`: put).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn set_cpu(&self, cpu: Option<u32>) {
+        let v = cpu.and_then(|c| i32::try_from(c).ok()).unwrap_or(-1);
+        self.cpu.store(v, Ordering::Relaxed);
+    }
+
+    /// Enters `IN_GUEST_MODE`, with interrupts off, before the last check
+    /// of requests and pending work (see
+    /// `Documentation/virt/kvm/vcpu-requests.rst`): a request made after
+    /// this store is either seen by that check or kicks the CPU.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn enter_guest_mode(&self) {
+        self.mode.store(IN_GUEST_MODE, Ordering::Relaxed);
+        // `smp_mb__after_srcu_read_unlock()`: order the mode store before
+        // the loads of the request check.
+        core::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// Back to `OUTSIDE_GUEST_MODE` (after the guest exit, or when the
+    /// last check found work).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn exit_guest_mode(&self) {
+        self.mode.store(OUTSIDE_GUEST_MODE, Ordering::Release);
+    }
+
+    /// `kvm_vcpu_kick()`: makes the vCPU notice a new request or
+    /// interrupt: a running guest is interrupted by an IPI to its CPU
+    /// ([`Arch::kick_cpu`]), a blocked vCPU is woken.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn kick(&self) {
+        if self
+            .mode
+            .compare_exchange(IN_GUEST_MODE, EXITING_GUEST_MODE, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            if let Some(cpu) = self.cpu() {
+                Host::kick_cpu(cpu);
+            }
+        }
+        // Taking the lock orders the waker's state change before the
+        // blocked vCPU's re-check of its condition.
+        drop(self.wait_lock.lock());
+        self.wait.notify_all();
+    }
 
     /// Raises `req` and kicks the vCPU (`kvm_make_request()` +
     /// `kvm_vcpu_kick()`).
-    #[allow(dead_code)]
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn request(&self, req: super::requests::Request) {
         self.requests.make(req);
         self.kick();
     }
 
-    /// Handles the pending requests before entering the guest (the arch
-    /// `kvm_*_check_vcpu_requests()`): `EIO` for a dead VM.
-    fn handle_requests(&self) -> Result {
+    /// `kvm_vcpu_block()`: sleeps until `wake()` is true, a kick, a
+    /// signal, or `timeout` jiffies passed (`None`: no timeout). Returns
+    /// at once if `wake()` already holds or a request or signal is
+    /// pending. The caller re-checks everything afterwards: a return is
+    /// not a promise that `wake()` holds.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn block(&self, timeout: Option<Jiffies>, wake: impl Fn() -> bool) {
+        let mut guard = self.wait_lock.lock();
+        if wake() || self.requests.pending() || kernel::current!().signal_pending() {
+            return;
+        }
+        match timeout {
+            Some(j) => {
+                let _ = self.wait.wait_interruptible_timeout(&mut guard, j);
+            }
+            None => {
+                let _ = self.wait.wait_interruptible(&mut guard);
+            }
+        }
+    }
+
+    /// Handles the generic requests before entering the guest (the
+    /// generic part of the arch `kvm_*_check_vcpu_requests()`): `EIO` for
+    /// a dead VM. `REQ_TLB_FLUSH` is left to the arch (it flushes its
+    /// stage-2 TLB); `REQ_UNBLOCK` only had to wake the vCPU.
+    fn handle_requests(&self) -> Result<(), Errno> {
         if !self.requests.pending() {
             return Ok(());
         }
         if self.requests.check(REQ_VM_DEAD) {
-            return Err(EIO);
+            return Err(Errno::EIO);
         }
-        // No stage-2 mappings yet: nothing to flush. Not halted: nothing
-        // to unblock.
-        self.requests.check(REQ_TLB_FLUSH);
         self.requests.check(REQ_UNBLOCK);
         Ok(())
+    }
+}
+
+/// What `KVM_RUN` gives the arch's run loop ([`Arch::vcpu_run`]): the VM,
+/// the generic vCPU, the `kvm_run` page and the generic pending-work
+/// checks.
+pub(crate) struct VcpuRun<'a> {
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    vm: &'a Vm,
+    vcpu: &'a Vcpu,
+}
+
+/// The size of `struct kvm_run`: accesses beyond it are refused.
+const RUN_SIZE: usize = core::mem::size_of::<kernel::uapi::kvm_run>();
+kernel::static_assert!(RUN_SIZE <= PAGE_SIZE);
+
+extern "C" {
+    /// `xfer_to_guest_mode_handle_work()` (`kernel/entry/virt.c`,
+    /// `EXPORT_SYMBOL_GPL`, built with `CONFIG_VIRT_XFER_TO_GUEST_WORK`):
+    /// bindgen does not see `<linux/entry-virt.h>`. Needs a patch adding
+    /// the header to the bindings.
+    fn xfer_to_guest_mode_handle_work() -> kernel::ffi::c_int;
+}
+
+/// `XFER_TO_GUEST_MODE_WORK`: `_TIF_NOTIFY_RESUME | _TIF_SIGPENDING |
+/// _TIF_NOTIFY_SIGNAL | _TIF_NEED_RESCHED | _TIF_NEED_RESCHED_LAZY`
+/// (`include/linux/entry-virt.h`; neither riscv64 nor arm64 adds arch
+/// work). The bit numbers are the arch's (riscv64 uses the asm-generic
+/// ones, arm64 its own).
+const XFER_TO_GUEST_MODE_WORK: u64 = (1 << bindings::TIF_NOTIFY_RESUME)
+    | (1 << bindings::TIF_SIGPENDING)
+    | (1 << bindings::TIF_NOTIFY_SIGNAL)
+    | (1 << bindings::TIF_NEED_RESCHED)
+    | (1 << bindings::TIF_NEED_RESCHED_LAZY);
+
+impl<'a> VcpuRun<'a> {
+    /// The VM.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn vm(&self) -> &'a Vm {
+        self.vm
+    }
+
+    /// The generic vCPU.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn vcpu(&self) -> &'a Vcpu {
+        self.vcpu
+    }
+
+    /// `kvm_xfer_to_guest_mode_handle_work()`, with interrupts and
+    /// preemption enabled: a pending signal ends the run (`EINTR`,
+    /// `KVM_EXIT_INTR`); `need_resched` schedules; notify-resume work
+    /// (rseq) runs.
+    pub(crate) fn handle_work(&self) -> Result<(), Errno> {
+        if !Self::work_pending() {
+            return Ok(());
+        }
+        // SAFETY: Called from the vCPU thread in process context with
+        // interrupts and preemption enabled, as the function requires.
+        let r = unsafe { xfer_to_guest_mode_handle_work() };
+        if r == 0 {
+            return Ok(());
+        }
+        self.vcpu.set_exit_reason(kernel::uapi::KVM_EXIT_INTR);
+        Err(Errno(-r))
+    }
+
+    /// `xfer_to_guest_mode_work_pending()`: the current task's thread
+    /// flags ask for work before guest entry. Call it with interrupts off
+    /// as the last check before entry.
+    pub(crate) fn work_pending() -> bool {
+        let task = kernel::task::Task::current_raw();
+        // SAFETY: `task` is the current task; its `thread_info.flags` is
+        // a word other CPUs set bits in atomically, read once here
+        // (`read_thread_flags()`).
+        let flags = unsafe { core::ptr::addr_of!((*task).thread_info.flags).read_volatile() };
+        (flags as u64) & XFER_TO_GUEST_MODE_WORK != 0
+    }
+
+    /// The generic requests (`EIO` for a dead VM).
+    pub(crate) fn handle_generic_requests(&self) -> Result<(), Errno> {
+        self.vcpu.handle_requests()
+    }
+
+    /// `kvm_run.exit_reason`, as userspace left it.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn exit_reason(&self) -> u32 {
+        let mut b = [0u8; 4];
+        self.read(RUN_EXIT_REASON, &mut b);
+        u32::from_ne_bytes(b)
+    }
+
+    /// Sets `kvm_run.exit_reason`.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn set_exit_reason(&self, reason: u32) {
+        self.vcpu.set_exit_reason(reason);
+    }
+
+    /// Copies `buf.len()` bytes of `kvm_run` at `offset` into `buf`
+    /// (zeroes if the range is not inside `struct kvm_run`).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn read(&self, offset: usize, buf: &mut [u8]) {
+        let Some(end) = offset.checked_add(buf.len()) else { return buf.fill(0) };
+        if end > RUN_SIZE {
+            return buf.fill(0);
+        }
+        // SAFETY: `run` is a valid page (type invariant); unmapped below.
+        let base = unsafe { bindings::kmap_local_page(self.vcpu.run.as_ptr()) };
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `offset + i < RUN_SIZE <= PAGE_SIZE`: inside the
+            // mapping. Userspace may write concurrently: volatile byte reads
+            // (`READ_ONCE()`), any value is a valid `u8`.
+            *b = unsafe { core::ptr::read_volatile(base.cast::<u8>().add(offset + i)) };
+        }
+        // SAFETY: `base` was returned by `kmap_local_page` above.
+        unsafe { bindings::kunmap_local(base) };
+    }
+
+    /// Copies `bytes` into `kvm_run` at `offset` (nothing if the range is
+    /// not inside `struct kvm_run`).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn write(&self, offset: usize, bytes: &[u8]) {
+        let Some(end) = offset.checked_add(bytes.len()) else { return };
+        if end > RUN_SIZE {
+            return;
+        }
+        // SAFETY: `run` is a valid page (type invariant); unmapped below.
+        let base = unsafe { bindings::kmap_local_page(self.vcpu.run.as_ptr()) };
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: As in `read`; volatile byte stores (`WRITE_ONCE()`).
+            unsafe { core::ptr::write_volatile(base.cast::<u8>().add(offset + i), *b) };
+        }
+        // SAFETY: `base` was returned by `kmap_local_page` above.
+        unsafe { bindings::kunmap_local(base) };
     }
 }
 
@@ -311,11 +562,15 @@ pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> R
         try_pin_init!(Vcpu {
             id,
             run: Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?,
-            ring: Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?,
             requests: Requests::new(),
             state <- new_mutex!(VcpuState { arch, sigset: None }),
             stats_id,
             stats,
+            mode: AtomicU8::new(OUTSIDE_GUEST_MODE),
+            cpu: AtomicI32::new(-1),
+            wait_lock <- new_spinlock!(()),
+            wait <- new_condvar!(),
+            arch_shared: Default::default(),
         }),
         GFP_KERNEL_ACCOUNT,
     )?;
@@ -348,18 +603,14 @@ impl VcpuRef {
         }
         Host::vcpu_run_check(&mut st.arch, &mut self.vm.arch().lock())?;
         let vcpu = &self.vcpu;
+        let mut run = VcpuRun { vm: &self.vm, vcpu };
+        Host::vcpu_complete_exit(&mut st.arch, &run)?;
         if vcpu.immediate_exit() {
             return Err(EINTR);
         }
         let _sigmask = SigmaskGuard::activate(st.sigset);
         vcpu.set_exit_reason(kernel::uapi::KVM_EXIT_UNKNOWN);
-        // `kvm_xfer_to_guest_mode_handle_work()`, with the vCPU's mask.
-        if kernel::current!().signal_pending() {
-            vcpu.set_exit_reason(kernel::uapi::KVM_EXIT_INTR);
-            return Err(EINTR);
-        }
-        vcpu.handle_requests()?;
-        Host::vcpu_run(&mut st.arch)?;
+        Host::vcpu_run(&mut st.arch, &mut run)?;
         Ok(0)
     }
 
@@ -383,7 +634,7 @@ impl VcpuRef {
 
     /// `KVM_GET_MP_STATE`.
     fn get_mp_state(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
-        let mp = MpState { mp_state: Host::get_mp_state(&st.arch) };
+        let mp = MpState { mp_state: Host::get_mp_state(&st.arch, &self.vcpu.arch_shared) };
         UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<MpState>()).writer().write(&mp)?;
         Ok(0)
     }
@@ -391,7 +642,7 @@ impl VcpuRef {
     /// `KVM_SET_MP_STATE`.
     fn set_mp_state(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
         let mp: MpState = read_user(arg)?;
-        Host::set_mp_state(&mut st.arch, mp.mp_state)?;
+        Host::set_mp_state(&mut st.arch, &self.vcpu.arch_shared, mp.mp_state)?;
         Ok(0)
     }
 
@@ -453,6 +704,9 @@ impl VcpuRef {
                 vcpu: self.vcpu.clone(),
             });
         }
+        if let Some(r) = Host::vcpu_unlocked_ioctl(&self.vcpu, cmd, arg) {
+            return Ok(r?);
+        }
         // `vcpu->mutex`: concurrent ioctls on one vCPU, `KVM_RUN` included,
         // run one after the other.
         let mut guard = self.vcpu.state.lock();
@@ -481,7 +735,7 @@ impl VcpuRef {
         let pages = (vma.end().saturating_sub(start)) >> PAGE_SHIFT;
         let ring_offset = KVM_COALESCED_MMIO_PAGE_OFFSET as usize;
         let mixed = vma.set_mixedmap();
-        for (offset, page) in [(0usize, &self.vcpu.run), (ring_offset, &self.vcpu.ring)] {
+        for (offset, page) in [(0usize, &self.vcpu.run), (ring_offset, self.vm.coalesced_ring())] {
             let Some(index) = offset.checked_sub(pgoff) else {
                 continue;
             };

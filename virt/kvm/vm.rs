@@ -24,6 +24,9 @@
 //!
 //! - `ioeventfds` is the part of `slots_lock` that guards
 //!   `kvm->ioeventfds`; it is never held with the others.
+//! - `coalesced` is the part of `slots_lock` that guards
+//!   `kvm->coalesced_zones`; `ring_lock` (`kvm->ring_lock`, a spinlock)
+//!   is taken under it on the guest-write path, and never with the others.
 //! - `irqfds` is `kvm->irqfds.lock`; it is never held with the others
 //!   (only the module-wide irqfd claim lock is taken under it).
 //!
@@ -43,6 +46,11 @@ use super::{
         VmCapChange,
         VmFacts,
         VmInUse, //
+    },
+    coalesced_mmio::{
+        self,
+        Zone,
+        Zones, //
     },
     device::KVM_CREATE_DEVICE,
     device_fd::{
@@ -124,12 +132,18 @@ use kernel::{
         MmWithUser, //
     },
     new_mutex,
+    new_spinlock,
+    page::{
+        Page,
+        PAGE_SIZE, //
+    },
     prelude::*,
     sync::{
         aref::ARef,
         Arc,
         ArcBorrow,
-        Mutex, //
+        Mutex,
+        SpinLock, //
     },
     transmute::AsBytes,
     uaccess::{
@@ -182,6 +196,15 @@ pub(crate) struct Vm {
     /// releases every eventfd reference, as `kvm_destroy_vm()` does.
     #[pin]
     ioeventfds: Mutex<Ioeventfds<KernelAlloc, EventfdCtx>>,
+    /// `kvm->coalesced_zones` (under `slots_lock` upstream).
+    #[pin]
+    coalesced: Mutex<Zones<KernelAlloc>>,
+    /// `kvm->ring_lock`: serialises the writers of `ring`.
+    #[pin]
+    ring_lock: SpinLock<()>,
+    /// `kvm->coalesced_mmio_ring`: the zeroed ring page shared by every
+    /// vCPU mapping (at `KVM_COALESCED_MMIO_PAGE_OFFSET`) and userspace.
+    ring: Page,
     /// `kvm->irqfds`. Dropping the VM releases every irqfd
     /// (`kvm_irqfd_release()`).
     #[pin]
@@ -225,6 +248,9 @@ impl Vm {
                 mmu,
                 shadow <- new_mutex!(ShadowIndex::new()),
                 ioeventfds <- new_mutex!(Ioeventfds::new()),
+                coalesced <- new_mutex!(Zones::new()),
+                ring_lock <- new_spinlock!(()),
+                ring: Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?,
                 irqfds <- new_mutex!(VmIrqfds::new()),
                 arch <- new_mutex!(Host::vm_create()?),
                 mm,
@@ -248,9 +274,30 @@ impl Vm {
     }
 
     /// The stage-2 MMU, for the arch's fault handler.
-    #[allow(dead_code)]
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
     pub(crate) fn mmu(&self) -> &VmMmu {
         &self.mmu
+    }
+
+    /// The vCPU at index `idx` (creation order), `kvm_get_vcpu()`.
+    ///
+    /// Takes `kvm->lock` (upstream reads an xarray under RCU instead):
+    /// callers must not hold it, and may hold a vCPU's mutex (nothing
+    /// takes a vCPU's mutex under `kvm->lock`).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn vcpu_at(&self, idx: usize) -> Option<Arc<Vcpu>> {
+        self.state.lock().vcpus.get(idx).cloned()
+    }
+
+    /// Calls `f` with each vCPU and its index (`kvm_for_each_vcpu()`),
+    /// under `kvm->lock` (see [`Vm::vcpu_at`]); `f` must not sleep on
+    /// another vCPU's run.
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn for_each_vcpu(&self, mut f: impl FnMut(usize, &Vcpu)) {
+        let st = self.state.lock();
+        for (i, v) in st.vcpus.iter().enumerate() {
+            f(i, v);
+        }
     }
 
     /// The arch's VM state and its lock (`kvm->arch.config_lock`).
@@ -450,8 +497,56 @@ impl Vm {
         self.slots.lock().mark_page_dirty(gfn);
     }
 
-    /// `KVM_IOEVENTFD` (`kvm_ioeventfd()`): registration only; nothing
-    /// signals the eventfds until guest MMIO exits exist.
+    /// A guest MMIO write of `data` (1 to 8 bytes) at `addr` on the VM's
+    /// MMIO bus (`kvm_io_bus_write(KVM_MMIO_BUS)`): `true` if an
+    /// ioeventfd took it (its eventfd is signalled) or a coalesced-MMIO
+    /// zone did (appended to the ring); either way the write needs no exit
+    /// to userspace. ioeventfds are asked first (upstream walks the bus in
+    /// address order; the two only compete where both cover the address).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn mmio_write(&self, addr: u64, data: &[u8]) -> bool {
+        let Ok(len) = u32::try_from(data.len()) else { return false };
+        let mut b = [0u8; 8];
+        let Some(dst) = b.get_mut(..data.len()) else { return false };
+        dst.copy_from_slice(data);
+        let value = u64::from_le_bytes(b);
+        {
+            let fds = self.ioeventfds.lock();
+            if let Some(e) = fds.mmio_write_target(addr, len, value) {
+                e.signal();
+                return true;
+            }
+        }
+        let zones = self.coalesced.lock();
+        zones.mmio_hit(addr, len) && self.ring_append(addr, data)
+    }
+
+    /// The ring page, for the vCPU mappings.
+    pub(crate) fn coalesced_ring(&self) -> &Page {
+        &self.ring
+    }
+
+    /// Appends an MMIO write to the ring under `kvm->ring_lock`.
+    fn ring_append(&self, addr: u64, data: &[u8]) -> bool {
+        let _guard = self.ring_lock.lock();
+        ring_append(&self.ring, addr, data)
+    }
+
+    /// `KVM_REGISTER_COALESCED_MMIO` / `KVM_UNREGISTER_COALESCED_MMIO`.
+    fn coalesced_mmio(&self, arg: usize, register: bool) -> Result<isize> {
+        let a: uapi::CoalescedMmioZone = read_user(arg)?;
+        let zone = Zone { addr: a.addr, size: a.size, pio: a.pio };
+        let mut zones = self.coalesced.lock();
+        if register {
+            zones.register(&zone)?;
+        } else {
+            zones.unregister(&zone)?;
+        }
+        Ok(0)
+    }
+
+    /// `KVM_IOEVENTFD` (`kvm_ioeventfd()`): registration; guest MMIO
+    /// writes signal the eventfds ([`Vm::mmio_write`]).
     fn ioeventfd(&self, arg: usize) -> Result<isize> {
         let a: uapi::Ioeventfd = read_user(arg)?;
         let args = IoeventfdArgs {
@@ -478,11 +573,67 @@ impl Vm {
             dirty_log::KVM_CLEAR_DIRTY_LOG => this.clear_dirty_log(arg),
             super::stats::KVM_GET_STATS_FD => stats_fd::create_fd(StatsOwner::Vm(this.into())),
             uapi::KVM_IOEVENTFD => this.ioeventfd(arg),
+            coalesced_mmio::KVM_REGISTER_COALESCED_MMIO => this.coalesced_mmio(arg, true),
+            coalesced_mmio::KVM_UNREGISTER_COALESCED_MMIO => this.coalesced_mmio(arg, false),
             KVM_IRQFD => eventfd::irqfd_ioctl(&this.irqfds, arg),
             KVM_CREATE_DEVICE => device_fd::create_ioctl(this, arg),
             _ => Ok(Host::vm_ioctl(cmd, arg)?),
         }
     }
+}
+
+/// `coalesced_mmio_write()` past the range check: appends an MMIO
+/// write of `data` (at most 8 bytes) at `addr` to the ring; `false` if
+/// the ring is full or userspace left `last` out of range. The caller
+/// serialises writers (`kvm->ring_lock`); userspace may touch the page
+/// at any time.
+pub(crate) fn ring_append(ring: &Page, addr: u64, data: &[u8]) -> bool {
+    let max = coalesced_mmio::ring_max(PAGE_SIZE);
+    let Ok(len) = u32::try_from(data.len()) else { return false };
+    if data.len() > 8 {
+        return false;
+    }
+    // SAFETY: `ring` is a valid page; the local mapping is undone below,
+    // in reverse order of mapping.
+    let base = unsafe { bindings::kmap_local_page(ring.as_ptr()) }.cast::<u8>();
+    // SAFETY: `base` maps a whole page; `first` and `last` are `u32`s
+    // at offsets 0 and 4 of the page-aligned mapping. Userspace may
+    // write them at any time, so each is read once, volatile
+    // (`READ_ONCE()`); any value is valid and is only trusted after
+    // `ring_insert()` checked it.
+    let (first, last) = unsafe {
+        (
+            core::ptr::read_volatile(base.add(coalesced_mmio::RING_FIRST).cast::<u32>()),
+            core::ptr::read_volatile(base.add(coalesced_mmio::RING_LAST).cast::<u32>()),
+        )
+    };
+    let slot = coalesced_mmio::ring_insert(first, last, max)
+        .and_then(|(i, next)| Some((coalesced_mmio::entry_offset(i, PAGE_SIZE)?, next)));
+    let done = if let Some((off, next)) = slot {
+        // SAFETY: `entry_offset()` checked that the 24-byte entry at
+        // `off` (8-aligned: 8 + 24 * i) lies inside the page; `len <= 8`
+        // bytes of `data` fit its `data` field. Userspace may read or
+        // write the page concurrently, so every store is volatile.
+        unsafe {
+            let e = base.add(off);
+            core::ptr::write_volatile(e.cast::<u64>(), addr);
+            core::ptr::write_volatile(e.add(coalesced_mmio::ENTRY_LEN).cast::<u32>(), len);
+            core::ptr::write_volatile(e.add(coalesced_mmio::ENTRY_PIO).cast::<u32>(), 0);
+            for (k, byte) in data.iter().enumerate() {
+                core::ptr::write_volatile(e.add(coalesced_mmio::ENTRY_DATA + k), *byte);
+            }
+        }
+        // `smp_wmb()`: the entry is visible before the new `last`.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+        // SAFETY: as for the reads of `first` and `last` above.
+        unsafe { core::ptr::write_volatile(base.add(coalesced_mmio::RING_LAST).cast::<u32>(), next) };
+        true
+    } else {
+        false
+    };
+    // SAFETY: `base` was returned by `kmap_local_page` above.
+    unsafe { bindings::kunmap_local(base.cast()) };
+    done
 }
 
 /// kvm_rs's `KVM_CHECK_EXTENSION` answer for `/dev/kvm` (`vm` = `None`) or

@@ -400,11 +400,15 @@ pub(crate) fn check_extension(cfg: &GenericCaps, cap: i64, arch: impl FnOnce(i64
 /// stats fds, manual dirty-log protection and the `KVM_CREATE_DEVICE`
 /// framework (`DEVICE_CTRL`: the ioctl and the device-attribute ioctls
 /// behave as upstream's; which device types exist is asked type by type
-/// with `KVM_CREATE_DEVICE_TEST`). Every other capability of the generic
+/// with `KVM_CREATE_DEVICE_TEST`), and the `kvm_run` exit data formats
+/// (`INTERNAL_ERROR_DATA`: `internal.ndata`/`data` are filled;
+/// `SYSTEM_EVENT_DATA`: `system_event.ndata`/`data` are, as riscv64's SRST
+/// exit does), and `IOEVENTFD_ANY_LENGTH` (length-0 `KVM_IOEVENTFD`
+/// registrations). Every other capability of the generic
 /// table ([`GenericCaps::MINIMAL`] still answers some upstream answers
 /// unconditionally, e.g. `HALT_POLL`, `IOEVENTFD_ANY_LENGTH`, `IRQFD`) is
 /// answered 0 until its feature exists.
-pub(crate) const KVM_RS_GENERIC_CAPS: [i64; 10] = [
+pub(crate) const KVM_RS_GENERIC_CAPS: [i64; 13] = [
     cap::USER_MEMORY,
     cap::USER_MEMORY2,
     cap::DESTROY_MEMORY_REGION_WORKS,
@@ -415,6 +419,9 @@ pub(crate) const KVM_RS_GENERIC_CAPS: [i64; 10] = [
     cap::BINARY_STATS_FD,
     cap::MANUAL_DIRTY_LOG_PROTECT2,
     cap::DEVICE_CTRL,
+    cap::INTERNAL_ERROR_DATA,
+    cap::SYSTEM_EVENT_DATA,
+    cap::IOEVENTFD_ANY_LENGTH,
 ];
 
 /// kvm_rs's `KVM_CHECK_EXTENSION`: upstream's generic answer (with
@@ -555,12 +562,20 @@ mod host_tests {
         assert_eq!(kvm_rs_check_extension(cap::MANUAL_DIRTY_LOG_PROTECT2, arch), 3);
         assert_eq!(kvm_rs_check_extension(cap::BINARY_STATS_FD, arch), 1);
         assert_eq!(kvm_rs_check_extension(cap::DEVICE_CTRL, arch), 1);
+        assert_eq!(kvm_rs_check_extension(cap::INTERNAL_ERROR_DATA, arch), 1);
+        assert_eq!(kvm_rs_check_extension(cap::SYSTEM_EVENT_DATA, arch), 1);
+        assert_eq!(kvm_rs_check_extension(cap::IOEVENTFD_ANY_LENGTH, arch), 1);
         // Upstream answers these unconditionally; kvm_rs has no feature yet.
-        for c in [cap::HALT_POLL, cap::IOEVENTFD_ANY_LENGTH, cap::SYNC_MMU,
-                  cap::SYSTEM_EVENT_DATA, cap::INTERNAL_ERROR_DATA, cap::COALESCED_MMIO,
+        for c in [cap::HALT_POLL, cap::SYNC_MMU,
                   cap::IRQFD, cap::DIRTY_LOG_RING_ACQ_REL, cap::GUEST_MEMFD] {
             assert_eq!(kvm_rs_check_extension(c, arch), 0, "cap {c}");
         }
+        // Coalesced MMIO/PIO are the arch's to claim (riscv64 does; arm64
+        // not until it has an MMIO exit).
+        let rv = |c: i64| check_extension_generic(&GenericCaps::RISCV, c).unwrap_or(0);
+        assert_eq!(kvm_rs_check_extension(cap::COALESCED_MMIO, rv), KVM_COALESCED_MMIO_PAGE_OFFSET);
+        assert_eq!(kvm_rs_check_extension(cap::COALESCED_PIO, rv), 1);
+        assert_eq!(kvm_rs_check_extension(cap::COALESCED_MMIO, arch), 0);
         // The rest goes to the arch.
         assert_eq!(kvm_rs_check_extension(cap::MAX_VCPUS, arch), 1024);
         assert_eq!(kvm_rs_check_extension(-1, arch), 0);

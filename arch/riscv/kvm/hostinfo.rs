@@ -187,12 +187,3 @@ pub(crate) fn cycles() -> u64 {
     }
     t
 }
-
-/// `LINUX_VERSION_CODE` of the kernel kvm_rs is built for (what SBI
-/// `GET_IMP_VERSION` answers). Neither the generated `linux/version.h` nor
-/// `init_uts_ns` (opaque) is reachable from the bindings, so this is the
-/// version of the series' base (`linux-source-7.3`, 7.3.4); a bindings
-/// patch exporting `LINUX_VERSION_CODE` should replace it.
-pub(crate) const fn linux_version_code() -> u64 {
-    super::sbi::linux_version_code(7, 3, 4)
-}

@@ -28,8 +28,10 @@ mod kunit;
 pub(crate) mod mmu;
 pub(crate) mod onereg;
 pub(crate) mod regs;
+mod run;
 pub(crate) mod sbi;
 pub(crate) mod stage2;
+mod switch;
 pub(crate) mod vmid;
 
 use crate::kvm::{
@@ -52,6 +54,10 @@ use crate::kvm::{
         RISCV_VCPU_SCHEMA, //
     },
     uapi::GuestDebug,
+    vcpu::{
+        Vcpu as GenericVcpu,
+        VcpuRun, //
+    },
     vm_limits::{
         self,
         cap,
@@ -70,8 +76,11 @@ pub(crate) struct Host;
 
 /// The riscv64 state of a vCPU (`vcpu->arch`, the parts kvm_rs has).
 pub(crate) struct Vcpu {
-    /// `vcpu->arch.mp_state`: `KVM_MP_STATE_RUNNABLE` or `_STOPPED`.
-    mp_state: u32,
+    /// The MP state a new vCPU starts with (`RUNNABLE` for the first,
+    /// `STOPPED` for the others); the state itself lives in the shared
+    /// part (`run::Shared`), set from this at the first `KVM_SET_MP_STATE`
+    /// or `KVM_RUN`.
+    initial_mp_state: u32,
     /// `vcpu->guest_debug`: 0, or a control with `KVM_GUESTDBG_ENABLE`.
     guest_debug: u32,
     /// The guest's registers (what the world switch loads and ONE_REG
@@ -86,6 +95,15 @@ pub(crate) struct Vcpu {
     /// [`Host::vcpu_run_check`]); freezes the ISA, machine ids and SBI
     /// extensions (`EBUSY`).
     ran: bool,
+    /// `vcpu->arch.mmio_decode`: the MMIO access userspace completes.
+    mmio: insn::MmioDecode,
+    /// `vcpu->arch.csr_decode`: the CSR access userspace completes.
+    csr: insn::CsrDecode,
+    /// What load/put move between memory and the hart during `KVM_RUN`
+    /// (`run.rs`).
+    loaded: run::LoadedBox,
+    /// `vcpu->arch.last_exit_cpu`.
+    last_exit_cpu: Option<u32>,
 }
 
 /// The riscv64 state of a VM (`kvm->arch`, the parts kvm_rs has).
@@ -109,6 +127,74 @@ impl Vcpu {
             now,
         }
     }
+
+    /// The vCPU's `mvendorid`/`marchid`/`mimpid` (its ONE_REG config
+    /// values), as SBI BASE reports them.
+    fn machine_ids(&self) -> sbi::MachineIds {
+        sbi::MachineIds {
+            mvendorid: self.config.mvendorid,
+            marchid: self.config.marchid,
+            mimpid: self.config.mimpid,
+        }
+    }
+
+    /// Whether the vCPU has Zkr (a trapped `seed` access exits to
+    /// userspace).
+    fn has_zkr(&self) -> bool {
+        self.config.isa.has(isa::id::ZKR)
+    }
+}
+
+/// The VM's guest-time delta, loaded into `htimedelta`.
+fn vm_time_delta(vm: &Vm) -> u64 {
+    vm.time_delta
+}
+
+/// The SBI configuration of this host's vCPUs.
+fn sbi_config() -> sbi::SbiConfig {
+    sbi::SbiConfig {
+        v01: cfg!(CONFIG_RISCV_SBI_V01),
+        // `sched_info_on()`: CONFIG_SCHED_INFO is selected by KVM_RS_HOST.
+        sta: cfg!(CONFIG_SCHED_INFO),
+        imp_version: host_version_code(),
+    }
+}
+
+/// `offsetof(struct uts_namespace, name.release)`: `name` (`struct
+/// new_utsname`) comes first, then `sysname[65]`, `nodename[65]`.
+const UTS_RELEASE_OFFSET: usize = 2 * 65;
+/// The length of `release`.
+const UTS_RELEASE_LEN: usize = 65;
+
+/// `LINUX_VERSION_CODE` of the running kernel, parsed from
+/// `init_uts_ns.name.release` ("7.3.4-..."): bindgen sees neither
+/// `<generated/uapi/linux/version.h>` nor the fields of `struct
+/// uts_namespace` (opaque), so the offset is the C layout's.
+fn host_version_code() -> u64 {
+    let mut release = [0u8; UTS_RELEASE_LEN];
+    // SAFETY: `init_uts_ns` (exported) is a static whose first member is
+    // `struct new_utsname`; `release` is a 65-byte array at offset 130,
+    // inside the object. It never changes after boot (only `nodename` and
+    // `domainname` are writable).
+    unsafe {
+        let base = core::ptr::addr_of!(bindings::init_uts_ns).cast::<u8>();
+        core::ptr::copy_nonoverlapping(base.add(UTS_RELEASE_OFFSET), release.as_mut_ptr(), UTS_RELEASE_LEN);
+    }
+    let mut nums = [0u32; 3];
+    let mut i = 0;
+    for &c in release.iter() {
+        match c {
+            b'0'..=b'9' => {
+                if let Some(n) = nums.get_mut(i) {
+                    *n = n.saturating_mul(10).saturating_add(u32::from(c - b'0'));
+                }
+            }
+            b'.' => i += 1,
+            _ => break,
+        }
+    }
+    let [major, minor, sub] = nums;
+    sbi::linux_version_code(major.min(255) as u8, minor.min(255) as u8, sub)
 }
 
 /// G-stage page-table levels of the deepest mode (`kvm_riscv_gstage_max_pgd_levels`),
@@ -260,9 +346,17 @@ impl Arch for Host {
     fn check_extension(c: i64, vm: Option<&VmFacts>) -> i64 {
         match c {
             cap::NR_VCPUS | cap::MAX_VCPUS | cap::VM_GPA_BITS | cap::READONLY_MEM
-            | cap::IMMEDIATE_EXIT => vm_limits::riscv_check_extension(&Self::host_caps(vm), c),
+            | cap::IMMEDIATE_EXIT | cap::MP_STATE | cap::SET_GUEST_DEBUG | cap::IOEVENTFD => {
+                vm_limits::riscv_check_extension(&Self::host_caps(vm), c)
+            }
             cap::ONE_REG => 1,
-            // Irqchip, ioeventfd, MP_STATE, guest debug: not yet.
+            // Upstream's generic answers (`CONFIG_KVM_MMIO`): the run loop
+            // appends MMIO writes in a zone to the VM's ring; PIO zones
+            // register as upstream's and, as there, never fire (no PIO).
+            cap::COALESCED_MMIO | cap::COALESCED_PIO => {
+                vm_limits::check_extension_generic(&vm_limits::GenericCaps::RISCV, c).unwrap_or(0)
+            }
+            // Irqchip: not yet.
             // MAX_VCPU_ID is 0 upstream too.
             _ => 0,
         }
@@ -289,20 +383,25 @@ impl Arch for Host {
 
     fn vcpu_create(_id: u32, idx: usize, _vm: &mut Vm) -> Result<Vcpu, Errno> {
         // kvm_arch_vcpu_postcreate(): only the first vCPU starts powered on.
-        let mp_state = if idx == 0 { uapi::KVM_MP_STATE_RUNNABLE } else { uapi::KVM_MP_STATE_STOPPED };
+        let mp_state = run::initial_mp_state(idx);
         // kvm_arch_vcpu_create(): the ISA, the host's machine ids, the SBI
         // extensions, then a reset (which sets sstatus.FS from the ISA).
         let [mvendorid, marchid, mimpid] = hostinfo::machine_ids();
         let config = onereg::VcpuConfig::new(&hostinfo::facts(), mvendorid, marchid, mimpid);
-        let sbi = sbi::SbiContext::new(sbi::SbiConfig {
-            v01: cfg!(CONFIG_RISCV_SBI_V01),
-            // sched_info_on().
-            sta: cfg!(CONFIG_SCHED_INFO),
-            imp_version: hostinfo::linux_version_code(),
-        });
         let mut regs = regs::VcpuRegs::reset();
         onereg::fp_reset(&mut regs, &config.isa);
-        Ok(Vcpu { mp_state, guest_debug: 0, regs, config, sbi, ran: false })
+        Ok(Vcpu {
+            initial_mp_state: mp_state,
+            guest_debug: 0,
+            regs,
+            config,
+            sbi: sbi::SbiContext::new(sbi_config()),
+            ran: false,
+            mmio: insn::MmioDecode::default(),
+            csr: insn::CsrDecode::default(),
+            loaded: run::LoadedBox::new()?,
+            last_exit_cpu: None,
+        })
     }
 
     fn vcpu_ioctl(_vcpu: &mut Vcpu, _vm: &mut Vm, _cmd: u32, _arg: usize) -> Result<isize, Errno> {
@@ -345,21 +444,40 @@ impl Arch for Host {
         Ok(())
     }
 
-    fn vcpu_run(_vcpu: &mut Vcpu) -> Result<(), Errno> {
-        // No world switch yet: honestly refuse to run the guest.
-        Err(Errno::ENOEXEC)
+    fn vcpu_complete_exit(vcpu: &mut Vcpu, run: &VcpuRun<'_>) -> Result<(), Errno> {
+        run::complete_exit(vcpu, run)
     }
 
-    fn get_mp_state(vcpu: &Vcpu) -> u32 {
-        vcpu.mp_state
+    fn vcpu_run(vcpu: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
+        run::run(vcpu, run)
     }
 
-    fn set_mp_state(vcpu: &mut Vcpu, state: u32) -> Result<(), Errno> {
+    fn kick_cpu(cpu: u32) {
+        let Ok(cpu) = i32::try_from(cpu) else { return };
+        // SAFETY: `cpu` is a CPU id recorded at vCPU load; sending a
+        // reschedule IPI to any CPU is harmless.
+        unsafe { bindings::arch_smp_send_reschedule(cpu) };
+    }
+
+    type VcpuShared = run::Shared;
+
+    fn vcpu_unlocked_ioctl(vcpu: &GenericVcpu, cmd: u32, arg: usize) -> Option<Result<isize, Errno>> {
+        if cmd == crate::kvm::uapi::KVM_INTERRUPT {
+            return Some(run::kvm_interrupt(vcpu, arg));
+        }
+        None
+    }
+
+    fn get_mp_state(vcpu: &Vcpu, shared: &run::Shared) -> u32 {
+        shared.mp_state(vcpu.initial_mp_state)
+    }
+
+    fn set_mp_state(_vcpu: &mut Vcpu, shared: &run::Shared, state: u32) -> Result<(), Errno> {
         match state {
-            // Powering off also asks the vCPU to sleep (KVM_REQ_SLEEP) and
-            // kicks it; with no run loop yet, the state is all there is.
+            // The vCPU is not in KVM_RUN (its mutex is held): the loop sees
+            // the new state when it next runs.
             uapi::KVM_MP_STATE_RUNNABLE | uapi::KVM_MP_STATE_STOPPED => {
-                vcpu.mp_state = state;
+                shared.set_mp_state(state);
                 Ok(())
             }
             // INIT_RECEIVED needs KVM_CAP_RISCV_MP_STATE_RESET (not offered).
@@ -603,16 +721,16 @@ mod tests {
     fn mp_state_runnable_or_stopped() -> Result {
         let mut v0 = Host::vcpu_create(5, 0, &mut vm()).map_err(|_| EINVAL)?;
         let mut v1 = Host::vcpu_create(0, 1, &mut vm()).map_err(|_| EINVAL)?;
-        assert_eq!(Host::get_mp_state(&v0), uapi::KVM_MP_STATE_RUNNABLE);
-        assert_eq!(Host::get_mp_state(&v1), uapi::KVM_MP_STATE_STOPPED);
-        assert_eq!(Host::set_mp_state(&mut v1, uapi::KVM_MP_STATE_RUNNABLE), Ok(()));
-        assert_eq!(Host::get_mp_state(&v1), uapi::KVM_MP_STATE_RUNNABLE);
-        assert_eq!(Host::set_mp_state(&mut v0, uapi::KVM_MP_STATE_STOPPED), Ok(()));
+        let (s0, s1) = (run::Shared::default(), run::Shared::default());
+        assert_eq!(Host::get_mp_state(&v0, &s0), uapi::KVM_MP_STATE_RUNNABLE);
+        assert_eq!(Host::get_mp_state(&v1, &s1), uapi::KVM_MP_STATE_STOPPED);
+        assert_eq!(Host::set_mp_state(&mut v1, &s1, uapi::KVM_MP_STATE_RUNNABLE), Ok(()));
+        assert_eq!(Host::get_mp_state(&v1, &s1), uapi::KVM_MP_STATE_RUNNABLE);
+        assert_eq!(Host::set_mp_state(&mut v0, &s0, uapi::KVM_MP_STATE_STOPPED), Ok(()));
         for bad in [uapi::KVM_MP_STATE_INIT_RECEIVED, uapi::KVM_MP_STATE_SUSPENDED, 11, u32::MAX] {
-            assert_eq!(Host::set_mp_state(&mut v0, bad), Err(Errno::EINVAL));
+            assert_eq!(Host::set_mp_state(&mut v0, &s0, bad), Err(Errno::EINVAL));
         }
-        assert_eq!(Host::get_mp_state(&v0), uapi::KVM_MP_STATE_STOPPED);
-        assert_eq!(Host::vcpu_run(&mut v0), Err(Errno::ENOEXEC));
+        assert_eq!(Host::get_mp_state(&v0, &s0), uapi::KVM_MP_STATE_STOPPED);
         Ok(())
     }
 

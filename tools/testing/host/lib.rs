@@ -36,6 +36,9 @@ pub mod requests;
 #[path = "../../../virt/kvm/ioeventfd.rs"]
 pub mod ioeventfd;
 
+#[path = "../../../virt/kvm/coalesced_mmio.rs"]
+pub mod coalesced_mmio;
+
 #[path = "../../../virt/kvm/irqfd.rs"]
 pub mod irqfd;
 

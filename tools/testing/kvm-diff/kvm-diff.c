@@ -12,10 +12,13 @@
  * those kvm_rs claims (and the transcript then checks that upstream answers
  * the same); the steps exercise only features kvm_rs implements.
  */
+#define _GNU_SOURCE /* pthread_timedjoin_np() */
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +110,8 @@ static const struct { const char *name; long cap; } caps[] = {
 	{ "BINARY_STATS_FD", KVM_CAP_BINARY_STATS_FD },
 	{ "MANUAL_DIRTY_LOG_PROTECT2", KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 },
 	{ "DEVICE_CTRL", KVM_CAP_DEVICE_CTRL },
+	{ "COALESCED_MMIO", KVM_CAP_COALESCED_MMIO },
+	{ "COALESCED_PIO", KVM_CAP_COALESCED_PIO },
 	{ "NR_VCPUS", KVM_CAP_NR_VCPUS },
 	{ "MAX_VCPUS", KVM_CAP_MAX_VCPUS },
 	{ "MAX_VCPU_ID", KVM_CAP_MAX_VCPU_ID },
@@ -213,6 +218,68 @@ static int ioeventfd(int vm, uint64_t addr, uint32_t len, uint32_t flags, uint64
 
 #define IOEVENTFD(what, vm, addr, len, flags, dm, fd) \
 	step(what, ioeventfd(vm, addr, len, flags, dm, fd), 0)
+
+static int coalesced(int vm, unsigned long req, uint64_t addr, uint32_t size, uint32_t pio)
+{
+	struct kvm_coalesced_mmio_zone z;
+
+	memset(&z, 0, sizeof(z));
+	z.addr = addr;
+	z.size = size;
+	z.pio = pio;
+	return ioctl(vm, req, &z);
+}
+
+#define COALESCED(what, vm, req, addr, size, pio) \
+	step(what, coalesced(vm, req, addr, size, pio), 0)
+
+/*
+ * KVM_(UN)REGISTER_COALESCED_MMIO: pio must be 0 or 1, no size or overlap
+ * check, 1000 zones per bus (ENOSPC), unregister removes every zone of the
+ * bus that contains the whole range and always answers 0.
+ */
+static void coalesced_zones(int vm)
+{
+	const unsigned long reg = KVM_REGISTER_COALESCED_MMIO, unreg = KVM_UNREGISTER_COALESCED_MMIO;
+	uint64_t base = 0x20000000;
+	char what[96];
+	int i, e, r = 0;
+
+	COALESCED("REGISTER_COALESCED_MMIO pio 2", vm, reg, base, 8, 2);
+	COALESCED("REGISTER_COALESCED_MMIO pio -1", vm, reg, base, 8, -1U);
+	COALESCED("UNREGISTER_COALESCED_MMIO pio 2", vm, unreg, base, 8, 2);
+	IOCTL("REGISTER_COALESCED_MMIO bad address", vm, reg, (void *)8);
+	IOCTL("UNREGISTER_COALESCED_MMIO bad address", vm, unreg, (void *)8);
+	COALESCED("REGISTER_COALESCED_MMIO size 0", vm, reg, base, 0, 0);
+	COALESCED("REGISTER_COALESCED_MMIO size 4G-1", vm, reg, base, -1U, 0);
+	COALESCED("REGISTER_COALESCED_MMIO wrapping", vm, reg, -8ULL, 0x100, 0);
+	COALESCED("REGISTER_COALESCED_MMIO big", vm, reg, base, 0x1000, 0);
+	COALESCED("REGISTER_COALESCED_MMIO overlapping", vm, reg, base + 0x800, 0x1000, 0);
+	COALESCED("REGISTER_COALESCED_MMIO same again", vm, reg, base, 0x1000, 0);
+	COALESCED("REGISTER_COALESCED_MMIO pio", vm, reg, 0x3f8, 8, 1);
+	COALESCED("UNREGISTER_COALESCED_MMIO unknown", vm, unreg, base + 0x100000, 8, 0);
+	COALESCED("UNREGISTER_COALESCED_MMIO middle", vm, unreg, base + 0x100, 8, 0);
+	COALESCED("UNREGISTER_COALESCED_MMIO all", vm, unreg, 0, -1U, 0);
+	COALESCED("UNREGISTER_COALESCED_MMIO pio", vm, unreg, 0x3f8, 8, 1);
+	/* Fill the MMIO bus; the count registered is part of the step name. */
+	for (i = 0; i < 2000; i++) {
+		r = coalesced(vm, reg, base + 0x10000 + 16 * i, 16, 0);
+		if (r)
+			break;
+	}
+	e = errno;
+	snprintf(what, sizeof(what), "REGISTER_COALESCED_MMIO until full (%d more)", i);
+	errno = e;
+	step(what, r, 0);
+	COALESCED("REGISTER_COALESCED_MMIO bus full", vm, reg, base, 8, 0);
+	COALESCED("REGISTER_COALESCED_MMIO pio bus not full", vm, reg, 0x3f8, 8, 1);
+	/* Straddles two zones: contained in neither, nothing is removed. */
+	COALESCED("UNREGISTER_COALESCED_MMIO straddling", vm, unreg, base + 0x10008, 16, 0);
+	COALESCED("REGISTER_COALESCED_MMIO after straddling", vm, reg, base, 8, 0);
+	COALESCED("UNREGISTER_COALESCED_MMIO one small zone", vm, unreg, base + 0x10010, 4, 0);
+	COALESCED("REGISTER_COALESCED_MMIO after one", vm, reg, base + 0x10010, 16, 0);
+	COALESCED("REGISTER_COALESCED_MMIO full once more", vm, reg, base, 8, 0);
+}
 
 /* KVM_IOEVENTFD: registration rules (nothing signals yet on kvm_rs). */
 static void ioeventfds(int vm, int kvm)
@@ -1448,6 +1515,469 @@ static void riscv_regs(int kvm, long mmap_size)
 	close(vcpu);
 	close(vm);
 }
+
+/*
+ * riscv64 guests that misbehave: tiny hand-assembled programs run on a
+ * vCPU of their own VM (64 KiB of RAM at GPA 0, pc 0, x1..x31 = 1..31,
+ * stvec = GUEST_TRAP, a handler that puts scause/stval in a0/a1, a6 = 7
+ * and makes the "done" SBI call). Every program ends with the "done" call
+ * too: eid 0x08000000 (experimental, forwarded to userspace), fid a6 = 0.
+ * Each KVM_RUN is a step: its result, exit_reason and the fields of the
+ * exit; MMIO loads are completed with MMIO_DATA, other exits re-run up to
+ * a limit; then a0, a1, pc, scause and stval.
+ */
+#define GUEST_RAM 0x10000UL
+#define GUEST_TRAP 0x800
+#define DONE_EID 0x08000000UL
+#define MMIO_DATA 0x8877665544332211ULL
+/* Encoders (RV64GC). */
+#define I_T(imm, rs1, f3, rd, op) ((((uint32_t)(imm) & 0xfff) << 20) | ((rs1) << 15) | ((f3) << 12) | ((rd) << 7) | (op))
+#define S_T(imm, rs2, rs1, f3) (((((uint32_t)(imm) >> 5) & 0x7f) << 25) | ((rs2) << 20) | ((rs1) << 15) | ((f3) << 12) | (((imm) & 31) << 7) | 0x23)
+#define LOAD(f3, rd, rs1) I_T(0, rs1, f3, rd, 0x03)
+#define STORE(f3, rs2, rs1) S_T(0, rs2, rs1, f3)
+#define CSRR(rd, csr) I_T(csr, 0, 2, rd, 0x73)
+#define CSRW(csr, rs1) I_T(csr, rs1, 1, 0, 0x73)
+#define ADDI(rd, rs1, imm) I_T(imm, rs1, 0, rd, 0x13)
+#define LUI(rd, imm20) (((uint32_t)(imm20) << 12) | ((rd) << 7) | 0x37)
+#define AMO(f5, rs2, rs1, f3, rd) (((f5) << 27) | ((rs2) << 20) | ((rs1) << 15) | ((f3) << 12) | ((rd) << 7) | 0x2f)
+#define C16(c) (0x00010000u | (uint32_t)(c)) /* a compressed insn, then c.nop */
+#define ECALL 0x00000073u
+/* The "done" call: a7 = DONE_EID, a6 = 0, ecall. */
+#define DONE LUI(17, DONE_EID >> 12), ADDI(16, 0, 0), ECALL
+#define T0 5
+#define T1 6
+
+static volatile sig_atomic_t rv_alarm;
+static void rv_on_alarm(int sig) { (void)sig; rv_alarm = 1; }
+
+struct rv_preset { int reg; uint64_t value; };
+
+/*
+ * A value for the transcript. A misaligned AMO makes the firmware (OpenSBI
+ * emulates misaligned accesses in M-mode) send the guest to an address in
+ * 0xffffffff00000000..0xfffffffffff00000 that differs from boot to boot;
+ * such values print as "0xffffffff????????" (SBI error codes and -1 do not
+ * fall in that range).
+ */
+static const char *rv_hx(uint64_t v)
+{
+	static char buf[8][24];
+	static unsigned int n;
+	char *b = buf[n++ % 8];
+
+	if (v >= 0xffffffff00000000ULL && v < 0xfffffffffff00000ULL)
+		return "0xffffffff????????";
+	snprintf(b, sizeof(buf[0]), "%#llx", (unsigned long long)v);
+	return b;
+}
+
+static void rv_guest(int kvm, long mmap_size, const char *name, const uint32_t *code,
+		     unsigned int ncode, const struct rv_preset *pre, unsigned int npre,
+		     uint32_t slot_flags)
+{
+	static const uint32_t trap[] = { CSRR(10, 0x142), CSRR(11, 0x143), ADDI(16, 0, 7),
+					 LUI(17, DONE_EID >> 12), ECALL };
+	struct kvm_userspace_memory_region r;
+	struct sigaction sa;
+	struct kvm_run *run;
+	char what[200];
+	uint64_t v;
+	unsigned int i;
+	int vm, vcpu, k;
+	uint8_t *mem;
+
+	snprintf(what, sizeof(what), "rvg %s VM", name);
+	vm = IOCTL_FD(what, kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return;
+	mem = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		close(vm);
+		return;
+	}
+	memcpy(mem, code, ncode * sizeof(uint32_t));
+	memcpy(mem + GUEST_TRAP, trap, sizeof(trap));
+	r = (struct kvm_userspace_memory_region){ .slot = 0, .flags = slot_flags,
+		.guest_phys_addr = 0, .memory_size = GUEST_RAM,
+		.userspace_addr = (uint64_t)(uintptr_t)mem };
+	snprintf(what, sizeof(what), "rvg %s memslot", name);
+	IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
+	if (slot_flags & KVM_MEM_READONLY) {
+		/* A writable slot for the data the program stores to (GPA 0x100000). */
+		r = (struct kvm_userspace_memory_region){ .slot = 1, .guest_phys_addr = 0x100000,
+			.memory_size = GUEST_RAM, .userspace_addr = (uint64_t)(uintptr_t)mem };
+		snprintf(what, sizeof(what), "rvg %s memslot 1", name);
+		IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
+	}
+	snprintf(what, sizeof(what), "rvg %s vCPU", name);
+	vcpu = IOCTL_FD(what, vm, KVM_CREATE_VCPU, 0);
+	if (vcpu < 0)
+		goto out_mem;
+	run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (run == MAP_FAILED)
+		goto out_vcpu;
+	for (i = 1; i < 32; i++) {
+		v = i;
+		rv_one_reg(vcpu, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, i), &v);
+	}
+	for (i = 0; i < npre; i++) {
+		v = pre[i].value;
+		snprintf(what, sizeof(what), "rvg %s set x%d", name, pre[i].reg);
+		RV_SET(what, vcpu, RV64(KVM_REG_RISCV_CORE, pre[i].reg), &v);
+	}
+	v = 0;
+	snprintf(what, sizeof(what), "rvg %s set pc", name);
+	RV_SET(what, vcpu, RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(regs.pc)), &v);
+	v = GUEST_TRAP;
+	snprintf(what, sizeof(what), "rvg %s set stvec", name);
+	RV_SET(what, vcpu, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(stvec)), &v);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = rv_on_alarm; /* no SA_RESTART: a hung KVM_RUN ends in EINTR */
+	sigaction(SIGALRM, &sa, NULL);
+	for (k = 0; k < 8; k++) {
+		long ret;
+		int stop = 1;
+
+		rv_alarm = 0;
+		alarm(3);
+		ret = ioctl(vcpu, KVM_RUN, 0);
+		alarm(0);
+		snprintf(what, sizeof(what), "rvg %s run %d", name, k);
+		if (ret < 0) {
+			step(what, ret, 0);
+			break;
+		}
+		switch (run->exit_reason) {
+		case KVM_EXIT_MMIO:
+			printf("%s: mmio addr %#llx len %u write %u data %#llx\n", what,
+			       (unsigned long long)run->mmio.phys_addr, run->mmio.len,
+			       run->mmio.is_write, run->mmio.is_write ?
+			       (unsigned long long)(*(uint64_t *)run->mmio.data &
+			       (run->mmio.len >= 8 ? ~0ULL : (1ULL << (8 * run->mmio.len)) - 1)) : 0ULL);
+			if (!run->mmio.is_write) {
+				uint64_t d = MMIO_DATA;
+
+				memcpy(run->mmio.data, &d, 8);
+			}
+			stop = 0;
+			break;
+		case KVM_EXIT_RISCV_SBI:
+			printf("%s: sbi eid %s fid %s args %s %s %s %s %s %s\n", what,
+			       rv_hx(run->riscv_sbi.extension_id), rv_hx(run->riscv_sbi.function_id),
+			       rv_hx(run->riscv_sbi.args[0]), rv_hx(run->riscv_sbi.args[1]),
+			       rv_hx(run->riscv_sbi.args[2]), rv_hx(run->riscv_sbi.args[3]),
+			       rv_hx(run->riscv_sbi.args[4]), rv_hx(run->riscv_sbi.args[5]));
+			stop = run->riscv_sbi.extension_id == DONE_EID;
+			break;
+		case KVM_EXIT_RISCV_CSR:
+			printf("%s: csr %#lx new %#lx mask %#lx\n", what, run->riscv_csr.csr_num,
+			       run->riscv_csr.new_value, run->riscv_csr.write_mask);
+			run->riscv_csr.ret_value = 0x5a5a;
+			stop = 0;
+			break;
+		case KVM_EXIT_SYSTEM_EVENT:
+			printf("%s: system_event type %u ndata %u data0 %#llx\n", what,
+			       run->system_event.type, run->system_event.ndata,
+			       (unsigned long long)run->system_event.data[0]);
+			break;
+		case KVM_EXIT_INTERNAL_ERROR:
+			printf("%s: internal error suberror %u\n", what, run->internal.suberror);
+			break;
+		default:
+			printf("%s: exit_reason %u\n", what, run->exit_reason);
+			break;
+		}
+		fflush(stdout);
+		if (stop)
+			break;
+	}
+	{
+		static const struct { const char *n; uint64_t id; } regs[] = {
+			{ "a0", RV64(KVM_REG_RISCV_CORE, 10) }, { "a1", RV64(KVM_REG_RISCV_CORE, 11) },
+			{ "pc", RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(regs.pc)) },
+			{ "scause", RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(scause)) },
+			{ "stval", RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(stval)) },
+			{ "sepc", RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(sepc)) },
+		};
+
+		for (i = 0; i < sizeof(regs) / sizeof(regs[0]); i++) {
+			snprintf(what, sizeof(what), "rvg %s %s", name, regs[i].n);
+			v = 0;
+			if (RV_GET(what, vcpu, regs[i].id, &v) == 0)
+				printf("%s value: %s\n", what, rv_hx(v));
+		}
+	}
+	munmap(run, mmap_size);
+out_vcpu:
+	close(vcpu);
+out_mem:
+	close(vm);
+	munmap(mem, GUEST_RAM);
+}
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+/*
+ * 4. An IPI storm: 4 vCPUs, one thread each, each sending RV_STORM_N SBI
+ * IPIs (vCPUs 0 and 2 to every hart, 1 to the next, 3 with hart_mask_base
+ * -1, i.e. all) without waiting for any, then the "done" call with a0 = the
+ * sends that returned 0 and a1 = the others. Only counts and final exits are
+ * printed (never the order of anything).
+ */
+#define RV_STORM_N 2000
+#define B_T(imm, rs2, rs1, f3) (((((uint32_t)(imm)) >> 12 & 1) << 31) | ((((uint32_t)(imm)) >> 5 & 0x3f) << 25) | \
+	((rs2) << 20) | ((rs1) << 15) | ((f3) << 12) | ((((uint32_t)(imm)) >> 1 & 0xf) << 8) | \
+	((((uint32_t)(imm)) >> 11 & 1) << 7) | 0x63)
+
+struct rv_storm_vcpu {
+	int fd, id;
+	struct kvm_run *run;
+	uint64_t mask, base;
+	long ret;
+	int err, exits;
+	uint32_t exit_reason;
+	uint64_t eid, a0, a1;
+};
+
+static void *rv_storm_thread(void *p)
+{
+	struct rv_storm_vcpu *c = p;
+	struct kvm_mp_state mp = { KVM_MP_STATE_RUNNABLE };
+	uint64_t v;
+	int i;
+
+	/* Upstream powers off every vCPU but vCPU 0 at creation (for HSM). */
+	ioctl(c->fd, KVM_SET_MP_STATE, &mp);
+
+	v = RV_STORM_N;
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, 20), &v);
+	v = 0;
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, 19), &v);
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, 21), &v);
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(regs.pc)), &v);
+	v = c->mask;
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, 18), &v);
+	v = c->base;
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CORE, 22), &v);
+	v = GUEST_TRAP;
+	rv_one_reg(c->fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(stvec)), &v);
+	for (i = 0; i < 16; i++) {
+		c->ret = ioctl(c->fd, KVM_RUN, 0);
+		c->err = c->ret < 0 ? errno : 0;
+		c->exits++;
+		c->exit_reason = c->run->exit_reason;
+		if (c->ret < 0 || c->run->exit_reason != KVM_EXIT_RISCV_SBI)
+			break;
+		c->eid = c->run->riscv_sbi.extension_id;
+		c->a0 = c->run->riscv_sbi.args[0];
+		c->a1 = c->run->riscv_sbi.args[1];
+		if (c->eid == DONE_EID)
+			break;
+	}
+	return NULL;
+}
+
+static void rv_ipi_storm(int kvm, long mmap_size)
+{
+	static const uint32_t code[] = {
+		LUI(17, 0x735), ADDI(17, 17, 0x49), ADDI(16, 0, 0),	/* 0x00: a7 = IPI, a6 = 0 */
+		ADDI(10, 18, 0), ADDI(11, 22, 0), ECALL,		/* 0x0c: send_ipi(s2, s6) */
+		B_T(12, 0, 10, 1),					/* 0x18: bne a0, 0, 0x24 */
+		ADDI(19, 19, 1), 0x0080006f,				/* 0x1c: s3++, j 0x28 */
+		ADDI(21, 21, 1),					/* 0x24: s5++ */
+		ADDI(20, 20, -1), B_T(-0x2c, 0, 20, 1),			/* 0x28: s4--, bnez s4, 0 */
+		ADDI(10, 19, 0), ADDI(11, 21, 0), DONE,			/* 0x30 */
+	};
+	static const uint32_t trap[] = { CSRR(10, 0x142), CSRR(11, 0x143), ADDI(16, 0, 7),
+					 LUI(17, DONE_EID >> 12), ECALL };
+	struct rv_storm_vcpu c[4];
+	struct kvm_userspace_memory_region r;
+	pthread_t t[4];
+	char what[120];
+	uint8_t *mem;
+	int vm, i, started[4] = { 0 };
+
+	vm = IOCTL_FD("rvg ipi storm VM", kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return;
+	mem = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		close(vm);
+		return;
+	}
+	memcpy(mem, code, sizeof(code));
+	memcpy(mem + GUEST_TRAP, trap, sizeof(trap));
+	r = (struct kvm_userspace_memory_region){ .slot = 0, .guest_phys_addr = 0,
+		.memory_size = GUEST_RAM, .userspace_addr = (uint64_t)(uintptr_t)mem };
+	IOCTL("rvg ipi storm memslot", vm, KVM_SET_USER_MEMORY_REGION, &r);
+	memset(c, 0, sizeof(c));
+	for (i = 0; i < 4; i++) {
+		c[i].id = i;
+		c[i].mask = (i == 1) ? 1ULL << ((i + 1) % 4) : 0xf;
+		c[i].base = (i == 3) ? ~0ULL : 0;
+		snprintf(what, sizeof(what), "rvg ipi storm vCPU %d", i);
+		c[i].fd = IOCTL_FD(what, vm, KVM_CREATE_VCPU, i);
+		c[i].run = MAP_FAILED;
+		if (c[i].fd >= 0)
+			c[i].run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, c[i].fd, 0);
+	}
+	for (i = 0; i < 4; i++)
+		if (c[i].run != MAP_FAILED)
+			started[i] = pthread_create(&t[i], NULL, rv_storm_thread, &c[i]) == 0;
+	for (i = 0; i < 4; i++) {
+		struct timespec until;
+
+		if (!started[i])
+			continue;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 30;
+		snprintf(what, sizeof(what), "rvg ipi storm vCPU %d", i);
+		if (pthread_timedjoin_np(t[i], NULL, &until) != 0) {
+			printf("%s: did not finish in 30 s\n", what);
+			started[i] = 0;
+			continue;
+		}
+		if (c[i].ret < 0)
+			printf("%s: KVM_RUN -%s after %d exits\n", what,
+			       errname(c[i].err) ? errname(c[i].err) : "E?", c[i].exits);
+		else
+			printf("%s: exit_reason %u eid %s ok %s failed %s after %d exits\n", what,
+			       c[i].exit_reason, rv_hx(c[i].eid), rv_hx(c[i].a0), rv_hx(c[i].a1), c[i].exits);
+	}
+	for (i = 0; i < 4; i++) {
+		if (c[i].run != MAP_FAILED)
+			munmap(c[i].run, mmap_size);
+		if (c[i].fd >= 0 && started[i])
+			close(c[i].fd);
+	}
+	close(vm);
+	munmap(mem, GUEST_RAM);
+}
+
+static void rv_guests(int kvm, long mmap_size)
+{
+	static const struct { const char *n; uint32_t csr; } csrs[] = {
+		{ "mstatus", 0x300 }, { "hstatus", 0x600 }, { "hpmcounter3", 0xc03 },
+		{ "seed", 0x015 }, { "csr 0x1ff", 0x1ff }, { "cycle", 0xc00 }, { "time", 0xc01 },
+		{ "sstatus", 0x100 }, { "vsstatus", 0x200 }, { "mhartid", 0xf14 },
+	};
+	static const struct { const char *n; uint64_t a; } addrs[] = {
+		{ "no slot", 0x10000000 }, { "misaligned", 0x10000003 },
+		{ "gpa top", (1ULL << 41) - 8 }, { "beyond gpa bits", 1ULL << 50 },
+		{ "ram misaligned", 0x1001 }, { "-1", ~0ULL },
+	};
+	static const struct { const char *n; uint32_t insn; } mem_ops[] = {
+		{ "lb", LOAD(0, T1, T0) }, { "lh", LOAD(1, T1, T0) }, { "lw", LOAD(2, T1, T0) },
+		{ "ld", LOAD(3, T1, T0) }, { "lbu", LOAD(4, T1, T0) }, { "lhu", LOAD(5, T1, T0) },
+		{ "lwu", LOAD(6, T1, T0) },
+		{ "sb", STORE(0, T1, T0) }, { "sh", STORE(1, T1, T0) }, { "sw", STORE(2, T1, T0) },
+		{ "sd", STORE(3, T1, T0) },
+		/* rs1' = x8 (s0), rd'/rs2' = x9 (s1) */
+		{ "c.lw", C16(0x4000 | (0 << 7) | (1 << 2)) }, { "c.sw", C16(0xc000 | (0 << 7) | (1 << 2)) },
+		{ "c.ld", C16(0x6000 | (0 << 7) | (1 << 2)) }, { "c.sd", C16(0xe000 | (0 << 7) | (1 << 2)) },
+		{ "amoadd.w", AMO(0, T1, T0, 2, 7) }, { "amoswap.d", AMO(1, T1, T0, 3, 7) },
+		{ "lr.w", AMO(2, 0, T0, 2, 7) }, { "sc.d", AMO(3, T1, T0, 3, 7) },
+	};
+	static const struct { const char *n; uint64_t eid, fid, a0, a1, a2; } sbis[] = {
+		{ "unknown eid", 0x12345678, 0, 1, 2, 3 }, { "eid -1", ~0ULL, ~0ULL, 0, 0, 0 },
+		{ "base unknown fid", 0x10, 99, 0, 0, 0 },
+		{ "base probe 0x12345678", 0x10, 3, 0x12345678, 0, 0 },
+		{ "base probe -1", 0x10, 3, ~0ULL, 0, 0 },
+		{ "base probe HSM", 0x10, 3, 0x48534d, 0, 0 },
+		{ "base probe experimental", 0x10, 3, DONE_EID, 0, 0 },
+		{ "hsm start hart 7", 0x48534d, 0, 7, 0x1000, 0 },
+		{ "hsm start hart -1", 0x48534d, 0, ~0ULL, 0x1000, 0 },
+		{ "hsm start self", 0x48534d, 0, 0, ~0ULL, 0 },
+		{ "hsm status -1", 0x48534d, 2, ~0ULL, 0, 0 },
+		{ "hsm status 0", 0x48534d, 2, 0, 0, 0 },
+		{ "hsm status 1", 0x48534d, 2, 1, 0, 0 },
+		{ "hsm suspend junk type", 0x48534d, 3, 0x12345, 0, 0 },
+		{ "hsm fid 9", 0x48534d, 9, 0, 0, 0 },
+		{ "ipi mask -1 base 0", 0x735049, 0, ~0ULL, 0, 0 },
+		{ "ipi mask -1 base -1", 0x735049, 0, ~0ULL, ~0ULL, 0 },
+		{ "ipi mask 0 base 5", 0x735049, 0, 1, 5, 0 },
+		{ "ipi mask huge base", 0x735049, 0, 3, 1ULL << 40, 0 },
+		{ "ipi fid 1", 0x735049, 1, 0, 0, 0 },
+		{ "rfence i all", 0x52464e43, 0, 0, ~0ULL, 0 },
+		{ "rfence vma junk", 0x52464e43, 1, 1, 0, 0xfffffffffffff000ULL },
+		{ "rfence vma huge", 0x52464e43, 1, ~0ULL, ~0ULL, 0 },
+		{ "rfence hfence", 0x52464e43, 3, 1, 0, 0 },
+		{ "rfence fid 99", 0x52464e43, 99, 0, 0, 0 },
+		{ "time max", 0x54494d45, 0, ~0ULL, 0, 0 },
+		{ "time fid 1", 0x54494d45, 1, 0, 0, 0 },
+		{ "srst junk type", 0x53525354, 0, 0x1000, 0, 0 },
+		{ "srst junk reason", 0x53525354, 0, 0, 0x12345, 0 },
+		{ "srst fid 1", 0x53525354, 1, 0, 0, 0 },
+		{ "sta junk address", 0x535441, 0, 0x12345, 0, 0 },
+		{ "sta misaligned", 0x535441, 0, 0x1004, 0, 0 },
+		{ "sta flags", 0x535441, 0, 0x1000, 0, 1 },
+		{ "sta hi", 0x535441, 0, 0x1000, 1, 0 },
+		{ "sta disable", 0x535441, 0, ~0ULL, ~0ULL, 0 },
+		{ "sta no slot", 0x535441, 0, 0x10000000, 0, 0 },
+		{ "legacy set_timer", 0, 0, ~0ULL, 0, 0 },
+		{ "legacy putchar", 1, 0, 'x', 0, 0 },
+		{ "legacy getchar", 2, 0, 0, 0, 0 },
+		{ "legacy clear_ipi", 3, 0, 0, 0, 0 },
+		{ "legacy send_ipi junk", 4, 0, 0x12345, 0, 0 },
+		{ "legacy send_ipi null", 4, 0, 0, 0, 0 },
+		{ "legacy fence_i", 5, 0, 0, 0, 0 },
+		{ "legacy sfence junk", 6, 0, 0x12345, 0, 0 },
+		{ "legacy sfence asid", 7, 0, 0, 0, 0 },
+		{ "legacy shutdown", 8, 0, 0, 0, 0 },
+		{ "legacy 9", 9, 0, 0, 0, 0 },
+		{ "dbcn write junk", 0x4442434e, 0, 8, 0x10000000, 0 },
+		{ "susp junk", 0x53555350, 0, 0x12345, 0, 0 },
+		{ "pmu junk", 0x504d55, 99, 0, 0, 0 },
+		{ "fwft junk", 0x46574654, 0, 0x12345, 0, 0 },
+		{ "vendor", 0x09000000, 1, 2, 3, 4 },
+	};
+	char name[160];
+	unsigned int i, j;
+
+	/* 1. CSR reads and writes from VS-mode. */
+	for (i = 0; i < N(csrs); i++) {
+		uint32_t rd[] = { CSRR(T1, csrs[i].csr), DONE };
+		uint32_t wr[] = { CSRW(csrs[i].csr, 0), DONE };
+
+		snprintf(name, sizeof(name), "csrr %s", csrs[i].n);
+		rv_guest(kvm, mmap_size, name, rd, N(rd), NULL, 0, 0);
+		snprintf(name, sizeof(name), "csrw %s", csrs[i].n);
+		rv_guest(kvm, mmap_size, name, wr, N(wr), NULL, 0, 0);
+	}
+	/* 2. Loads, stores and AMOs to wild addresses. */
+	for (i = 0; i < N(mem_ops); i++) {
+		for (j = 0; j < N(addrs); j++) {
+			struct rv_preset pre[] = { { T0, addrs[j].a }, { 8, addrs[j].a },
+						   { T1, 0x0123456789abcdefULL }, { 9, 0xfedcba9876543210ULL } };
+			uint32_t c[] = { mem_ops[i].insn, ADDI(10, T1, 0), ADDI(11, 9, 0), DONE };
+
+			snprintf(name, sizeof(name), "%s %s", mem_ops[i].n, addrs[j].n);
+			rv_guest(kvm, mmap_size, name, c, N(c), pre, N(pre), 0);
+		}
+	}
+	/* 3. SBI calls with junk. */
+	for (i = 0; i < N(sbis); i++) {
+		struct rv_preset pre[] = { { 17, sbis[i].eid }, { 16, sbis[i].fid }, { 10, sbis[i].a0 },
+					   { 11, sbis[i].a1 }, { 12, sbis[i].a2 } };
+		uint32_t c[] = { ECALL, DONE };
+
+		snprintf(name, sizeof(name), "sbi %s", sbis[i].n);
+		rv_guest(kvm, mmap_size, name, c, N(c), pre, N(pre), 0);
+	}
+	/* 5. A store to a read-only memslot; a fetch from where no memslot is. */
+	{
+		struct rv_preset pre[] = { { T0, 0x100 }, { T1, 0x55 } };
+		uint32_t c[] = { STORE(2, T1, T0), LOAD(2, 10, T0), DONE };
+		struct rv_preset jpre[] = { { T0, 0x10000000 } };
+		uint32_t j2[] = { I_T(0, T0, 0, 1, 0x67) /* jalr ra, 0(t0) */, DONE };
+
+		rv_guest(kvm, mmap_size, "sw read-only slot", c, N(c), pre, N(pre), KVM_MEM_READONLY);
+		rv_guest(kvm, mmap_size, "jump to no slot", j2, N(j2), jpre, N(jpre), 0);
+		jpre[0].value = 1ULL << 50;
+		rv_guest(kvm, mmap_size, "jump beyond gpa bits", j2, N(j2), jpre, N(jpre), 0);
+	}
+}
+
 #endif
 
 int main(void)
@@ -1588,6 +2118,7 @@ int main(void)
 	       (unsigned long long)bitmap[1]);
 
 	ioeventfds(vm, kvm);
+	coalesced_zones(vm);
 	irqfds(vm, kvm);
 	devices(kvm);
 	fd_attrs("vm", vm);
@@ -1664,6 +2195,8 @@ int main(void)
 		IOCTL("ENABLE_CAP(VM_GPA_BITS, 41) with vCPUs", vm, KVM_ENABLE_CAP, &ec);
 		run_with_pending_signal(vcpu, mmap_size);
 		riscv_regs(kvm, mmap_size);
+		rv_guests(kvm, mmap_size);
+		rv_ipi_storm(kvm, mmap_size);
 	}
 #endif
 #ifdef __aarch64__
