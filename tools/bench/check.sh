@@ -52,6 +52,14 @@ for arch in $arches; do
 	rm -f "$out/results/kvm-diff.txt"
 	stage "$arch/kvm-diff" make -s kvm-diff ARCH="$arch" || true
 	collect "$out/results/kvm-diff.txt" "$arch/kvm-diff: "
+	# riscv64 again with a 1-bit VMID space: the generation rolls over at
+	# nearly every guest entry of the run's many VMs (and under its 4-vCPU
+	# IPI storm), and every answer must still be upstream's.
+	if [ "$arch" = riscv64 ]; then
+		rm -f "$out/results/kvm-diff.txt"
+		stage "$arch/kvm-diff(kvm_rs vmid_bits=1)" env KVM_DIFF_MODARGS=vmid_bits=1 make -s kvm-diff ARCH="$arch" || true
+		collect "$out/results/kvm-diff.txt" "$arch/kvm-diff(vmid_bits=1): "
+	fi
 	# Module life: VMs created and destroyed in a loop, CPU hotplug,
 	# suspend, unload, kmemleak (tools/bench/host-lifecycle.sh).
 	rm -f "$out/results/lifecycle.txt"

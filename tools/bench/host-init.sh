@@ -8,6 +8,7 @@
 #                                   is built in, on unless kvm-arm.mode=none)
 #   kvmrs.do=probe,guest,selftests,diff,lifecycle,bench  what to run (comma separated, in order)
 #   kvmrs.bench=ARGS                arguments of kvm-bench, ':' for spaces (e.g. -n:5000)
+#   kvmrs.modargs=ARGS              parameters of kvm_rs.ko, ':' for spaces (e.g. vmid_bits=1)
 # With "selftests", the plan (test name and timeout per line) is read from
 # the 9p share "kvmrs" (build/<arch>/share), where the results go too.
 # "diff" runs kvm-diff and writes its transcript to the share (kvm-diff.txt).
@@ -46,11 +47,13 @@ finish() {
 backend=kvm_rs
 todo=probe
 benchargs=
+modargs=
 for a in $(cat /proc/cmdline); do
 	case "$a" in
 	kvmrs.backend=*) backend=${a#kvmrs.backend=} ;;
 	kvmrs.do=*) todo=${a#kvmrs.do=} ;;
 	kvmrs.bench=*) benchargs=$(echo "${a#kvmrs.bench=}" | tr : ' ') ;;
+	kvmrs.modargs=*) modargs=$(echo "${a#kvmrs.modargs=}" | tr : ' ') ;;
 	esac
 done
 
@@ -69,7 +72,8 @@ fi
 
 case "$backend" in
 kvm_rs)
-	if ! insmod /opt/kvmrs/kvm_rs.ko; then
+	# shellcheck disable=SC2086 # one word per module parameter
+	if ! insmod /opt/kvmrs/kvm_rs.ko $modargs; then
 		dmesg | tail -20
 		echo "KVMRS-ERROR insmod kvm_rs.ko failed"
 		finish 2

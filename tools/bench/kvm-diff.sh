@@ -5,6 +5,9 @@
 # build/<arch>/results/kvm-diff.txt ("pass|fail <step>"); exits 1 on any
 # difference.
 #   kvm-diff.sh ARCH
+# Env: KVM_DIFF_MODARGS: parameters for kvm_rs.ko in its run (e.g.
+# vmid_bits=1: every VM's first entry rolls the VMID generation over, while
+# the transcript must still match upstream's).
 . "$(dirname "$0")/lib.sh"
 arch=${1:?usage: kvm-diff.sh ARCH}
 . "$KVMRS_TOP/tools/bench/arch.sh"
@@ -13,8 +16,16 @@ mkdir -p "$out/results" "$out/share"
 for be in kvm kvm_rs; do
 	rm -f "$out/share/kvm-diff.txt"
 	rc=0
+	extra=()
+	if [ "$be" = kvm_rs ] && [ -n "${KVM_DIFF_MODARGS:-}" ]; then
+		extra=("kvmrs.modargs=$(echo "$KVM_DIFF_MODARGS" | tr ' ' :)")
+	fi
 	BACKEND=$be DO=diff BOOT_TIMEOUT=${BOOT_TIMEOUT:-180} BOOT_LOG=$out/boot-diff-$be.log \
-		"$B/boot.sh" "$arch" >/dev/null 2>&1 || rc=$?
+		"$B/boot.sh" "$arch" "${extra[@]}" >/dev/null 2>&1 || rc=$?
+	if [ ${#extra[@]} -gt 0 ]; then
+		# What the module made of its parameters (riscv64: the VMIDs in use).
+		grep -a -m1 'VMIDs:' "$out/boot-diff-$be.log" | tr -d '\r' | sed "s/^/kvm-diff[$arch]: $be with $KVM_DIFF_MODARGS: /" >&2 || true
+	fi
 	[ -s "$out/share/kvm-diff.txt" ] ||
 		die "kvm-diff[$arch]: no transcript from backend $be (rc=$rc); log $out/boot-diff-$be.log"
 	tr -d '\r' <"$out/share/kvm-diff.txt" >"$out/kvm-diff-$be.txt"
