@@ -2,13 +2,19 @@
 # make run: boot the emulated host with BACKEND (kvm_rs by default, or kvm =
 # upstream KVM), probe /dev/kvm, boot the nested guest with Debian's QEMU
 # -accel kvm, and report what happened.
+# Env: RUN_MODARGS: parameters for kvm_rs.ko (BACKEND=kvm_rs only; e.g.
+# riscv_no_sstc=1), as kvm-diff.sh's KVM_DIFF_MODARGS.
 . "$(dirname "$0")/lib.sh"
 arch=${1:?usage: run.sh ARCH}
 . "$KVMRS_TOP/tools/bench/arch.sh"
 rc=0
+extra=()
+if [ "$backend" = kvm_rs ] && [ -n "${RUN_MODARGS:-}" ]; then
+	extra=("kvmrs.modargs=$(echo "$RUN_MODARGS" | tr ' ' :)")
+fi
 log=$out/boot-run-$backend.log
 t0=$(date +%s%N)
-BOOT_LOG=$log DO=probe,guest "$KVMRS_TOP/tools/bench/in-root" "$KVMRS_TOP/tools/bench/boot.sh" "$arch" || rc=$?
+BOOT_LOG=$log DO=probe,guest "$KVMRS_TOP/tools/bench/in-root" "$KVMRS_TOP/tools/bench/boot.sh" "$arch" "${extra[@]}" || rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 echo
 p="kvm-rs: run[$arch/$backend]:"

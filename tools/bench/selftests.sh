@@ -8,6 +8,8 @@
 # (make check uses it to bound the run while still seeing extra passes),
 # ST_DEFAULT_ARGS=1: ignore tools/testing/selftests/args.txt and run every
 # test without arguments, exactly as upstream's kselftest runner.
+# ST_MODARGS: parameters for kvm_rs.ko (BACKEND=kvm_rs only; e.g.
+# riscv_no_sstc=1), passed as kvm-diff.sh's KVM_DIFF_MODARGS.
 # Writes build/<arch>/selftests-<backend>.json and prints a table.
 . "$(dirname "$0")/lib.sh"
 arch=${1:?usage: selftests.sh ARCH}
@@ -53,11 +55,15 @@ while read -r t; do
 	total=$((total + tt + 5))
 done <"$share/names" >"$plan"
 
+extra=()
+if [ "$backend" = kvm_rs ] && [ -n "${ST_MODARGS:-}" ]; then
+	extra=("kvmrs.modargs=$(echo "$ST_MODARGS" | tr ' ' :)")
+fi
 json=$out/selftests-$backend.json
 t0=$(date +%s)
 rc=0
 BOOT_TIMEOUT=$((total + 180)) BOOT_LOG=$out/boot-selftests-$backend.log DO=selftests \
-	"$B/boot.sh" "$arch" >"$out/selftests-$backend.console" 2>&1 || rc=$?
+	"$B/boot.sh" "$arch" "${extra[@]}" >"$out/selftests-$backend.console" 2>&1 || rc=$?
 grep -E "KVMRS-(ST|ERROR|HOST)|kvm-rs:" "$out/selftests-$backend.console" || true
 echo "selftests[$arch/$backend]: emulated host run took $(( $(date +%s) - t0 ))s (rc=$rc)"
 python3 "$B/selftests-report.py" run "$arch" "$backend" "$share" "$plan" "$json"

@@ -112,7 +112,7 @@ use kernel::{
     mm::virt::VmaNew,
     new_condvar,
     new_mutex,
-    new_spinlock,
+    new_spinlock_irq,
     page::{
         Page,
         PAGE_SHIFT,
@@ -124,7 +124,7 @@ use kernel::{
         Arc,
         CondVar,
         Mutex,
-        SpinLock, //
+        SpinLockIrq, //
     },
     time::Jiffies,
     uaccess::{
@@ -180,9 +180,10 @@ pub(crate) struct Vcpu {
     /// `vcpu->cpu`: the CPU the vCPU is loaded on, -1 when not loaded.
     cpu: AtomicI32,
     /// Serialises a blocked vCPU's wake-up condition with [`Vcpu::kick`]
-    /// (upstream's rcuwait).
+    /// (upstream's rcuwait). Interrupts are off while it is held: the
+    /// guest timer's hrtimer kicks the vCPU from hard interrupt context.
     #[pin]
-    wait_lock: SpinLock<()>,
+    wait_lock: SpinLockIrq<()>,
     /// A blocked (halted) vCPU sleeps here.
     #[pin]
     wait: CondVar,
@@ -568,7 +569,7 @@ pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> R
             stats,
             mode: AtomicU8::new(OUTSIDE_GUEST_MODE),
             cpu: AtomicI32::new(-1),
-            wait_lock <- new_spinlock!(()),
+            wait_lock <- new_spinlock_irq!(()),
             wait <- new_condvar!(),
             arch_shared: Default::default(),
         }),

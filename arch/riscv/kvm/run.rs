@@ -93,6 +93,19 @@ use crate::kvm::{
     },
     vm::Vm,
 };
+use kernel::time::{
+    hrtimer::{
+        HrTimer,
+        HrTimerCallback,
+        HrTimerCallbackContext,
+        HrTimerRestart,
+        RelativeMode,
+        ScopedHrTimerPointer, //
+    },
+    Delta,
+    Monotonic, //
+};
+use core::ptr::NonNull;
 use core::sync::atomic::{
     AtomicU32,
     AtomicU64,
@@ -1045,19 +1058,116 @@ fn wfi(v: &mut Vcpu, gv: &GenericVcpu) {
         let pending = shared.flush_peek(hvip);
         pending & (vsie << 1) & (VSSIP | VSEIP) != 0 || guest_time(delta) >= next
     };
-    let timeout = if next == u64::MAX {
-        None
-    } else {
-        let now = guest_time(delta);
-        let cycles = next.saturating_sub(now);
-        // SAFETY: Set at boot, read-only afterwards.
-        let hz = (unsafe { core::ptr::addr_of!(riscv_timebase).read() } as u64).max(1);
-        // Rounded up; saturating (the compare value is the guest's).
-        let ms = (cycles / hz).saturating_mul(1000).saturating_add((cycles % hz).saturating_mul(1000) / hz).saturating_add(1);
-        let ms = u32::try_from(ms).unwrap_or(u32::MAX);
-        Some(kernel::time::msecs_to_jiffies(ms))
-    };
-    gv.block(timeout, wake);
+    if next == u64::MAX {
+        // No deadline (the timer is off): only an interrupt or kick wakes.
+        gv.block(None, wake);
+        return;
+    }
+    // `kvm_riscv_vcpu_timer_blocking()`: an hrtimer at the deadline kicks
+    // the vCPU; `kvm_riscv_vcpu_timer_unblocking()`: it is cancelled when
+    // `start_scoped()` returns, before `wfi()` does (the timer lives on
+    // this stack and points at `gv`, which outlives it).
+    let ns = cycles_to_ns(next.saturating_sub(guest_time(delta)), timebase_hz());
+    // SAFETY: `gv` is borrowed for the whole function; the stack-pinned
+    // timer is dropped at its end, and `start_scoped()` cancels the timer
+    // (waiting for a running callback) before it returns.
+    pin_init::stack_pin_init!(let timer = unsafe { WfiTimer::new(gv) });
+    timer.as_ref().start_scoped(Delta::from_nanos(ns), || gv.block(None, wake));
+}
+
+/// The timebase frequency in Hz (at least 1).
+fn timebase_hz() -> u64 {
+    // SAFETY: Set at boot, read-only afterwards.
+    (unsafe { core::ptr::addr_of!(riscv_timebase).read() } as u64).max(1)
+}
+
+/// `kvm_riscv_delta_cycles2ns()`: `cycles` timebase ticks at `hz` ticks per
+/// second in nanoseconds, rounded up so that the guest's time has reached
+/// its compare value when the timer fires, saturating at `i64::MAX` (~292
+/// years): the compare value is the guest's, any `u64` must convert.
+///
+/// In `u64` (the kernel has no 128-bit division): whole seconds, then the
+/// remainder; above ~18 GHz the remainder loses its low bits.
+pub(crate) fn cycles_to_ns(cycles: u64, hz: u64) -> i64 {
+    const NSEC: u64 = 1_000_000_000;
+    let hz = hz.max(1);
+    let secs = cycles / hz;
+    let (mut rem, mut div) = (cycles % hz, hz);
+    // `rem < div`, so `rem * NSEC` fits once `div * NSEC` does.
+    while div > u64::MAX / NSEC {
+        div >>= 1;
+        rem >>= 1;
+    }
+    let frac = rem.saturating_mul(NSEC).div_ceil(div);
+    secs.checked_mul(NSEC)
+        .and_then(|s| s.checked_add(frac))
+        .and_then(|ns| i64::try_from(ns).ok())
+        .unwrap_or(i64::MAX)
+}
+
+/// The hrtimer that wakes a vCPU halted in WFI at its guest timer's
+/// deadline (upstream's `kvm_vcpu_timer.hrt` with Sstc). It lives on the
+/// halting thread's stack for the halt only.
+///
+/// Invariant: `vcpu` points to a vCPU that outlives this timer and every
+/// run of its callback (see [`WfiTimer::new`]).
+#[pin_data]
+struct WfiTimer<K: Kick> {
+    #[pin]
+    timer: HrTimer<Self>,
+    /// The halted vCPU.
+    vcpu: NonNull<K>,
+}
+
+/// What the WFI timer wakes: the vCPU ([`GenericVcpu::kick`]); KUnit
+/// uses its own.
+trait Kick: Sync + 'static {
+    /// Wakes the halted vCPU. Called from hard interrupt context.
+    fn kick(&self);
+}
+
+impl Kick for GenericVcpu {
+    fn kick(&self) {
+        GenericVcpu::kick(self);
+    }
+}
+
+// SAFETY: `vcpu` is only used as a shared reference to a `GenericVcpu`
+// (to kick it), and the vCPU is `Sync`: any thread may kick it.
+unsafe impl<K: Kick> Send for WfiTimer<K> {}
+// SAFETY: As above: shared access from any thread only kicks the vCPU.
+unsafe impl<K: Kick> Sync for WfiTimer<K> {}
+
+impl<K: Kick> WfiTimer<K> {
+    /// # Safety
+    ///
+    /// `vcpu` must outlive the timer, and the timer must be cancelled
+    /// before it goes away (a scoped start on a stack-pinned timer does
+    /// both when the timer is dropped before `vcpu`'s borrow ends).
+    unsafe fn new(vcpu: &K) -> impl PinInit<Self> {
+        let vcpu = NonNull::from(vcpu);
+        pin_init!(Self { timer <- HrTimer::new(), vcpu })
+    }
+}
+
+impl<K: Kick> HrTimerCallback for WfiTimer<K> {
+    type Pointer<'a> = Pin<&'a Self>;
+
+    /// `kvm_riscv_vcpu_hrtimer_expired()` with Sstc: kick the vCPU, whose
+    /// wake-up condition sees the guest time past the compare value.
+    fn run(this: Pin<&Self>, _ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
+        // SAFETY: The vCPU outlives the timer and its callback (type
+        // invariant).
+        let vcpu = unsafe { this.vcpu.as_ref() };
+        vcpu.kick();
+        HrTimerRestart::NoRestart
+    }
+}
+
+kernel::impl_has_hr_timer! {
+    impl{K: Kick} HasHrTimer<WfiTimer<K>> for WfiTimer<K> {
+        mode: RelativeMode<Monotonic>, field: self.timer
+    }
 }
 
 /// `gstage_page_fault()`.
@@ -1506,5 +1616,83 @@ mod tests {
         assert_eq!(s.flush(VSSIP), VSSIP);
         s.unset_interrupt(VSSIP);
         assert_eq!(s.flush_peek(VSSIP | VSEIP), VSEIP);
+    }
+
+    #[test]
+    fn cycles_to_ns_is_exact_rounded_up_and_saturating() {
+        // QEMU virt's 10 MHz timebase: 100 ns per tick.
+        assert_eq!(cycles_to_ns(0, 10_000_000), 0);
+        assert_eq!(cycles_to_ns(1, 10_000_000), 100);
+        assert_eq!(cycles_to_ns(10_000_000, 10_000_000), 1_000_000_000);
+        // Rounded up: the guest's time has passed the deadline on expiry.
+        assert_eq!(cycles_to_ns(1, 3), 333_333_334);
+        assert_eq!(cycles_to_ns(3, 3), 1_000_000_000);
+        // Above 1 GHz a tick is less than a nanosecond.
+        assert_eq!(cycles_to_ns(1, 4_000_000_000), 1);
+        assert_eq!(cycles_to_ns(8, 4_000_000_000), 2);
+        // A zero frequency is treated as 1 Hz, not a division by zero.
+        assert_eq!(cycles_to_ns(2, 0), 2_000_000_000);
+        // Guest-chosen compare values: no overflow, saturating at i64::MAX.
+        assert_eq!(cycles_to_ns(u64::MAX, 1), i64::MAX);
+        assert_eq!(cycles_to_ns(u64::MAX, 10_000_000), i64::MAX);
+        assert_eq!(cycles_to_ns(u64::MAX, u64::MAX), 1_000_000_000);
+        // u64::MAX ticks at 10 GHz = 1844674407370955161.6 s... rounded up ns.
+        assert_eq!(cycles_to_ns(u64::MAX, 10_000_000_000), 1_844_674_407_370_955_162);
+        // The largest tick count that still fits at 10 MHz.
+        let max = (i64::MAX as u64) / 100;
+        assert_eq!(cycles_to_ns(max, 10_000_000), (max * 100) as i64);
+        assert_eq!(cycles_to_ns(max + 1, 10_000_000), i64::MAX);
+        // The host's own timebase converts one second of ticks to 1 s.
+        assert_eq!(cycles_to_ns(timebase_hz(), timebase_hz()), 1_000_000_000);
+    }
+
+    /// Counts the kicks of a [`WfiTimer`].
+    struct Kicks(AtomicU32);
+
+    impl Kick for Kicks {
+        fn kick(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn wfi_timer_fires_once_and_is_cancelled() {
+        use kernel::time::delay::fsleep;
+        let kicks = Kicks(AtomicU32::new(0));
+        {
+            // SAFETY: `kicks` outlives the stack-pinned timer, which is
+            // only started scoped (cancelled before `start_scoped` returns).
+            pin_init::stack_pin_init!(let t = unsafe { WfiTimer::new(&kicks) });
+            // Armed for 1 ms: it kicks once, within a second.
+            t.as_ref().start_scoped(Delta::from_millis(1), || {
+                for _ in 0..1000 {
+                    if kicks.0.load(Ordering::SeqCst) != 0 {
+                        break;
+                    }
+                    fsleep(Delta::from_millis(1));
+                }
+            });
+            assert_eq!(kicks.0.load(Ordering::SeqCst), 1);
+            // Armed far away (a guest compare value of u64::MAX at 1 Hz)
+            // and left at once: cancelled, never fires.
+            t.as_ref().start_scoped(Delta::from_nanos(cycles_to_ns(u64::MAX, 1)), || {});
+            t.as_ref().start_scoped(Delta::from_millis(20), || fsleep(Delta::from_millis(1)));
+        }
+        fsleep(Delta::from_millis(40));
+        assert_eq!(kicks.0.load(Ordering::SeqCst), 1);
+        // A deadline already passed (0 ns) fires at once.
+        {
+            // SAFETY: As above.
+            pin_init::stack_pin_init!(let t = unsafe { WfiTimer::new(&kicks) });
+            t.as_ref().start_scoped(Delta::from_nanos(0), || {
+                for _ in 0..1000 {
+                    if kicks.0.load(Ordering::SeqCst) != 1 {
+                        break;
+                    }
+                    fsleep(Delta::from_millis(1));
+                }
+            });
+        }
+        assert_eq!(kicks.0.load(Ordering::SeqCst), 2);
     }
 }
