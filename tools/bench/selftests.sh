@@ -9,7 +9,7 @@
 # ST_DEFAULT_ARGS=1: ignore tools/testing/selftests/args.txt and run every
 # test without arguments, exactly as upstream's kselftest runner.
 # ST_MODARGS: parameters for kvm_rs.ko (BACKEND=kvm_rs only; e.g.
-# riscv_no_sstc=1), passed as kvm-diff.sh's KVM_DIFF_MODARGS.
+# vmid_bits=1), passed as kvm-diff.sh's KVM_DIFF_MODARGS.
 # Writes build/<arch>/selftests-<backend>.json and prints a table.
 . "$(dirname "$0")/lib.sh"
 arch=${1:?usage: selftests.sh ARCH}
