@@ -1571,13 +1571,55 @@ static const char *rv_hx(uint64_t v)
 	return b;
 }
 
+/* The handler at GUEST_TRAP: a0 = scause, a1 = stval, a6 = 7, the "done" call. */
+static const uint32_t rv_trap[] = { CSRR(10, 0x142), CSRR(11, 0x143), ADDI(16, 0, 7),
+				    LUI(17, DONE_EID >> 12), ECALL };
+
+/*
+ * The VM of a guest step: GUEST_RAM at GPA 0 (slot 0, `slot_flags`) holding
+ * `code` (`size` bytes) at 0 and rv_trap at GUEST_TRAP; with
+ * KVM_MEM_READONLY also a writable slot 1 at GPA 0x100000 on the same memory,
+ * for the data the program stores. Prints the steps "rvg <name> VM",
+ * "rvg <name> memslot" (and "rvg <name> memslot 1"). Returns the VM fd, with
+ * the memory in *mem (GUEST_RAM bytes, for the caller to unmap), or -1 with
+ * nothing left open.
+ */
+static int rv_guest_vm(int kvm, const char *name, const uint32_t *code, size_t size,
+		       uint32_t slot_flags, uint8_t **mem)
+{
+	struct kvm_userspace_memory_region r;
+	char what[200];
+	int vm;
+
+	snprintf(what, sizeof(what), "rvg %s VM", name);
+	vm = IOCTL_FD(what, kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return -1;
+	*mem = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*mem == MAP_FAILED) {
+		close(vm);
+		return -1;
+	}
+	memcpy(*mem, code, size);
+	memcpy(*mem + GUEST_TRAP, rv_trap, sizeof(rv_trap));
+	r = (struct kvm_userspace_memory_region){ .slot = 0, .flags = slot_flags,
+		.guest_phys_addr = 0, .memory_size = GUEST_RAM,
+		.userspace_addr = (uint64_t)(uintptr_t)*mem };
+	snprintf(what, sizeof(what), "rvg %s memslot", name);
+	IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
+	if (slot_flags & KVM_MEM_READONLY) {
+		r = (struct kvm_userspace_memory_region){ .slot = 1, .guest_phys_addr = 0x100000,
+			.memory_size = GUEST_RAM, .userspace_addr = (uint64_t)(uintptr_t)*mem };
+		snprintf(what, sizeof(what), "rvg %s memslot 1", name);
+		IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
+	}
+	return vm;
+}
+
 static void rv_guest(int kvm, long mmap_size, const char *name, const uint32_t *code,
 		     unsigned int ncode, const struct rv_preset *pre, unsigned int npre,
 		     uint32_t slot_flags)
 {
-	static const uint32_t trap[] = { CSRR(10, 0x142), CSRR(11, 0x143), ADDI(16, 0, 7),
-					 LUI(17, DONE_EID >> 12), ECALL };
-	struct kvm_userspace_memory_region r;
 	struct sigaction sa;
 	struct kvm_run *run;
 	char what[200];
@@ -1586,29 +1628,9 @@ static void rv_guest(int kvm, long mmap_size, const char *name, const uint32_t *
 	int vm, vcpu, k;
 	uint8_t *mem;
 
-	snprintf(what, sizeof(what), "rvg %s VM", name);
-	vm = IOCTL_FD(what, kvm, KVM_CREATE_VM, 0);
+	vm = rv_guest_vm(kvm, name, code, ncode * sizeof(uint32_t), slot_flags, &mem);
 	if (vm < 0)
 		return;
-	mem = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED) {
-		close(vm);
-		return;
-	}
-	memcpy(mem, code, ncode * sizeof(uint32_t));
-	memcpy(mem + GUEST_TRAP, trap, sizeof(trap));
-	r = (struct kvm_userspace_memory_region){ .slot = 0, .flags = slot_flags,
-		.guest_phys_addr = 0, .memory_size = GUEST_RAM,
-		.userspace_addr = (uint64_t)(uintptr_t)mem };
-	snprintf(what, sizeof(what), "rvg %s memslot", name);
-	IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
-	if (slot_flags & KVM_MEM_READONLY) {
-		/* A writable slot for the data the program stores to (GPA 0x100000). */
-		r = (struct kvm_userspace_memory_region){ .slot = 1, .guest_phys_addr = 0x100000,
-			.memory_size = GUEST_RAM, .userspace_addr = (uint64_t)(uintptr_t)mem };
-		snprintf(what, sizeof(what), "rvg %s memslot 1", name);
-		IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
-	}
 	snprintf(what, sizeof(what), "rvg %s vCPU", name);
 	vcpu = IOCTL_FD(what, vm, KVM_CREATE_VCPU, 0);
 	if (vcpu < 0)
@@ -1788,28 +1810,15 @@ static void rv_ipi_storm(int kvm, long mmap_size)
 		ADDI(20, 20, -1), B_T(-0x2c, 0, 20, 1),			/* 0x28: s4--, bnez s4, 0 */
 		ADDI(10, 19, 0), ADDI(11, 21, 0), DONE,			/* 0x30 */
 	};
-	static const uint32_t trap[] = { CSRR(10, 0x142), CSRR(11, 0x143), ADDI(16, 0, 7),
-					 LUI(17, DONE_EID >> 12), ECALL };
 	struct rv_storm_vcpu c[4];
-	struct kvm_userspace_memory_region r;
 	pthread_t t[4];
 	char what[120];
 	uint8_t *mem;
 	int vm, i, started[4] = { 0 };
 
-	vm = IOCTL_FD("rvg ipi storm VM", kvm, KVM_CREATE_VM, 0);
+	vm = rv_guest_vm(kvm, "ipi storm", code, sizeof(code), 0, &mem);
 	if (vm < 0)
 		return;
-	mem = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED) {
-		close(vm);
-		return;
-	}
-	memcpy(mem, code, sizeof(code));
-	memcpy(mem + GUEST_TRAP, trap, sizeof(trap));
-	r = (struct kvm_userspace_memory_region){ .slot = 0, .guest_phys_addr = 0,
-		.memory_size = GUEST_RAM, .userspace_addr = (uint64_t)(uintptr_t)mem };
-	IOCTL("rvg ipi storm memslot", vm, KVM_SET_USER_MEMORY_REGION, &r);
 	memset(c, 0, sizeof(c));
 	for (i = 0; i < 4; i++) {
 		c[i].id = i;
