@@ -1863,6 +1863,186 @@ static void rv_ipi_storm(int kvm, long mmap_size)
 	munmap(mem, GUEST_RAM);
 }
 
+/*
+ * 7. HSM and receiving an IPI, 2 vCPUs. vCPU 0 starts hart 1 at 0x100 (opaque
+ * 0x55), waits until hart 1 has written 1 to 0x400 (not until hart_status
+ * says started: a started hart's reset, done by its own thread, clears its
+ * pending interrupts on both backends, so an IPI sent before could be lost),
+ * sends it an IPI, waits until hart_status says stopped, and ends with a0 =
+ * the start call's error, a1 = the IPI's. vCPU 1 (stopped at creation) keeps
+ * a1/a0 of its start in s3/s4, sets sie.SSIE (SIE off), writes the flag,
+ * waits in WFI, polls sip.SSIP (bounded), keeps sip in s5, clears SSIP
+ * itself (csrc sip), keeps sip in s6, and stops itself with HSM hart_stop:
+ * its KVM_RUN then sleeps until a signal ends it (EINTR). Only each vCPU's
+ * final state is printed (nothing depends on the order of the two threads).
+ */
+struct rv_hsm_vcpu {
+	int fd;
+	struct kvm_run *run;
+	long ret;
+	int err, exits;
+	uint32_t exit_reason;
+	uint64_t eid, a0, a1;
+};
+
+static void rv_on_usr1(int sig) { (void)sig; }
+
+static void *rv_hsm_thread(void *p)
+{
+	struct rv_hsm_vcpu *c = p;
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		c->ret = ioctl(c->fd, KVM_RUN, 0);
+		c->err = c->ret < 0 ? errno : 0;
+		c->exits++;
+		c->exit_reason = c->run->exit_reason;
+		if (c->ret < 0 || c->run->exit_reason != KVM_EXIT_RISCV_SBI)
+			break;
+		c->eid = c->run->riscv_sbi.extension_id;
+		c->a0 = c->run->riscv_sbi.args[0];
+		c->a1 = c->run->riscv_sbi.args[1];
+		if (c->eid == DONE_EID)
+			break;
+	}
+	return NULL;
+}
+
+#define RV_HSM LUI(17, 0x485), ADDI(17, 17, 0x34d)	/* a7 = "HSM" */
+#define RV_IPI LUI(17, 0x735), ADDI(17, 17, 0x49)	/* a7 = "sPI" */
+static void rv_hsm_ipi(int kvm, long mmap_size)
+{
+	static const uint32_t v0[] = {
+		RV_HSM, ADDI(16, 0, 0), ADDI(10, 0, 1), ADDI(11, 0, 0x100),	/* 0x00 */
+		ADDI(12, 0, 0x55), ECALL, ADDI(9, 10, 0),			/* 0x14: start(1, 0x100, 0x55) */
+		ADDI(T0, 0, 0x400), LOAD(2, 7, T0), B_T(-4, 0, 7, 0),		/* 0x20: until *0x400 != 0 */
+		RV_IPI, ADDI(16, 0, 0), ADDI(10, 0, 2), ADDI(11, 0, 0),	/* 0x2c */
+		ECALL, ADDI(18, 10, 0),						/* 0x40: send_ipi(2, 0) */
+		RV_HSM, ADDI(16, 0, 2), ADDI(10, 0, 1), ECALL,			/* 0x48 */
+		ADDI(T0, 0, 1), B_T(-12, T0, 11, 1),				/* 0x5c: until status(1) == 1 */
+		ADDI(10, 9, 0), ADDI(11, 18, 0), DONE,				/* 0x64 */
+	};
+	static const uint32_t v1[] = {
+		ADDI(19, 11, 0), ADDI(20, 10, 0),				/* 0x100: s3 = a1, s4 = a0 */
+		ADDI(T1, 0, 2), I_T(0x104, T1, 2, 0, 0x73),			/* 0x108: csrs sie, SSIE */
+		ADDI(T0, 0, 0x400), ADDI(T1, 0, 1), STORE(2, T1, T0),		/* 0x110: *0x400 = 1 (ready) */
+		0x10500073u, LUI(18, 0x100),					/* 0x11c: wfi; x18 = 1M */
+		CSRR(7, 0x144), I_T(2, 7, 7, 7, 0x13), B_T(12, 0, 7, 1),	/* 0x124: until sip.SSIP */
+		ADDI(18, 18, -1), B_T(-16, 0, 18, 1),
+		CSRR(21, 0x144), ADDI(T1, 0, 2), I_T(0x144, T1, 3, 0, 0x73),	/* 0x138: s5 = sip; csrc sip */
+		CSRR(22, 0x144),						/* 0x144: s6 = sip */
+		RV_HSM, ADDI(16, 0, 1), ECALL,					/* 0x148: hart_stop */
+		DONE,
+	};
+	static const struct { const char *n; uint64_t id; } regs[] = {
+		{ "s3 (a1 at start)", RV64(KVM_REG_RISCV_CORE, 19) },
+		{ "s4 (a0 at start)", RV64(KVM_REG_RISCV_CORE, 20) },
+		{ "s5 (sip pending)", RV64(KVM_REG_RISCV_CORE, 21) },
+		{ "s6 (sip cleared)", RV64(KVM_REG_RISCV_CORE, 22) },
+		{ "pc", RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(regs.pc)) },
+	};
+	uint32_t code[0x200 / 4] = { 0 };
+	struct rv_hsm_vcpu c[2];
+	struct sigaction sa;
+	pthread_t t[2];
+	char what[120];
+	uint8_t *mem;
+	uint64_t v;
+	unsigned int k;
+	int vm, i, started[2] = { 0 };
+
+	memcpy(code, v0, sizeof(v0));
+	memcpy(code + 0x100 / 4, v1, sizeof(v1));
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = rv_on_usr1; /* no SA_RESTART: the signal ends KVM_RUN */
+	sigaction(SIGUSR1, &sa, NULL);
+	vm = rv_guest_vm(kvm, "hsm ipi", code, sizeof(code), 0, &mem);
+	if (vm < 0)
+		return;
+	memset(c, 0, sizeof(c));
+	for (i = 0; i < 2; i++) {
+		snprintf(what, sizeof(what), "rvg hsm ipi vCPU %d", i);
+		c[i].fd = IOCTL_FD(what, vm, KVM_CREATE_VCPU, i);
+		c[i].run = MAP_FAILED;
+		if (c[i].fd < 0)
+			continue;
+		c[i].run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, c[i].fd, 0);
+		v = GUEST_TRAP;
+		rv_one_reg(c[i].fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(stvec)), &v);
+	}
+	if (c[1].fd >= 0) {
+		struct kvm_mp_state mp = { 0xff };
+
+		snprintf(what, sizeof(what), "rvg hsm ipi vCPU 1 MP state before");
+		if (IOCTL(what, c[1].fd, KVM_GET_MP_STATE, &mp) == 0)
+			printf("%s: %u\n", what, mp.mp_state);
+	}
+	for (i = 1; i >= 0; i--)
+		if (c[i].run != MAP_FAILED)
+			started[i] = pthread_create(&t[i], NULL, rv_hsm_thread, &c[i]) == 0;
+	for (i = 0; i < 2; i++) {
+		struct timespec until;
+		int r = -1;
+
+		if (!started[i])
+			continue;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 30;
+		snprintf(what, sizeof(what), "rvg hsm ipi vCPU %d", i);
+		if (i == 1) {
+			/* Stopped by its own hart_stop: a signal ends its KVM_RUN. */
+			for (k = 0; k < 300 && r != 0; k++) {
+				struct timespec step;
+
+				pthread_kill(t[1], SIGUSR1);
+				clock_gettime(CLOCK_REALTIME, &step);
+				step.tv_nsec += 100000000;
+				if (step.tv_nsec >= 1000000000) {
+					step.tv_sec++;
+					step.tv_nsec -= 1000000000;
+				}
+				r = pthread_timedjoin_np(t[1], NULL, &step);
+			}
+		} else {
+			r = pthread_timedjoin_np(t[i], NULL, &until);
+		}
+		if (r != 0) {
+			printf("%s: did not finish in 30 s\n", what);
+			started[i] = 0;
+			continue;
+		}
+		if (c[i].ret < 0)
+			printf("%s: KVM_RUN -%s exit_reason %u after %d exits\n", what,
+			       errname(c[i].err) ? errname(c[i].err) : "E?", c[i].exit_reason, c[i].exits);
+		else
+			printf("%s: exit_reason %u eid %s a0 %s a1 %s after %d exits\n", what,
+			       c[i].exit_reason, rv_hx(c[i].eid), rv_hx(c[i].a0), rv_hx(c[i].a1), c[i].exits);
+	}
+	if (started[1]) {
+		struct kvm_mp_state mp = { 0xff };
+
+		for (k = 0; k < N(regs); k++) {
+			snprintf(what, sizeof(what), "rvg hsm ipi vCPU 1 %s", regs[k].n);
+			v = 0;
+			if (RV_GET(what, c[1].fd, regs[k].id, &v) == 0)
+				printf("%s value: %s\n", what, rv_hx(v));
+		}
+		snprintf(what, sizeof(what), "rvg hsm ipi vCPU 1 MP state after");
+		if (IOCTL(what, c[1].fd, KVM_GET_MP_STATE, &mp) == 0)
+			printf("%s: %u\n", what, mp.mp_state);
+	}
+	for (i = 0; i < 2; i++) {
+		if (c[i].run != MAP_FAILED)
+			munmap(c[i].run, mmap_size);
+		if (c[i].fd >= 0 && (started[i] || c[i].run == MAP_FAILED))
+			close(c[i].fd);
+	}
+	close(vm);
+	munmap(mem, GUEST_RAM);
+}
+#undef RV_HSM
+#undef RV_IPI
+
 static void rv_guests(int kvm, long mmap_size)
 {
 	static const struct { const char *n; uint32_t csr; } csrs[] = {
@@ -1985,6 +2165,8 @@ static void rv_guests(int kvm, long mmap_size)
 		jpre[0].value = 1ULL << 50;
 		rv_guest(kvm, mmap_size, "jump beyond gpa bits", j2, N(j2), jpre, N(jpre), 0);
 	}
+	/* 7. HSM start/status/stop and an IPI received in WFI (above). */
+	rv_hsm_ipi(kvm, mmap_size);
 	/*
 	 * 6. The guest timer through SBI set_timer (vstimecmp with Sstc, the
 	 * hrtimer fallback without: make check runs kvm-diff on a host
