@@ -1505,11 +1505,14 @@ impl SbiEnv for Env<'_> {
         true
     }
 
+    /// `kvm_sbi_hsm_vcpu_get_status()`: stopped, else suspended while the
+    /// vCPU sleeps (WFI or a retentive suspend), else started.
     fn hart_state(&self, idx: usize) -> HartState {
         match self.vcpu_at(idx) {
             Some(t) if t.arch_shared().mp_state(initial_mp_state(idx)) == uapi::KVM_MP_STATE_STOPPED => {
                 HartState::Stopped
             }
+            Some(t) if t.is_blocking() => HartState::Suspended,
             _ => HartState::Started,
         }
     }

@@ -1868,8 +1868,10 @@ static void rv_ipi_storm(int kvm, long mmap_size)
  * 0x55), waits until hart 1 has written 1 to 0x400 (not until hart_status
  * says started: a started hart's reset, done by its own thread, clears its
  * pending interrupts on both backends, so an IPI sent before could be lost),
- * sends it an IPI, waits until hart_status says stopped, and ends with a0 =
- * the start call's error, a1 = the IPI's. vCPU 1 (stopped at creation) keeps
+ * waits until hart_status of hart 1 is no longer "started" (bounded: hart 1
+ * sleeps in WFI, which upstream reports as suspended, 4), sends it an IPI,
+ * waits until hart_status says stopped, and ends with a0 = the start call's
+ * error, a1 = (the status seen while hart 1 slept << 32) | the IPI's error. vCPU 1 (stopped at creation) keeps
  * a1/a0 of its start in s3/s4, sets sie.SSIE (SIE off), writes the flag,
  * waits in WFI, polls sip.SSIP (bounded), keeps sip in s5, clears SSIP
  * itself (csrc sip), keeps sip in s6, and stops itself with HSM hart_stop:
@@ -1916,11 +1918,17 @@ static void rv_hsm_ipi(int kvm, long mmap_size)
 		RV_HSM, ADDI(16, 0, 0), ADDI(10, 0, 1), ADDI(11, 0, 0x100),	/* 0x00 */
 		ADDI(12, 0, 0x55), ECALL, ADDI(9, 10, 0),			/* 0x14: start(1, 0x100, 0x55) */
 		ADDI(T0, 0, 0x400), LOAD(2, 7, T0), B_T(-4, 0, 7, 0),		/* 0x20: until *0x400 != 0 */
-		RV_IPI, ADDI(16, 0, 0), ADDI(10, 0, 2), ADDI(11, 0, 0),	/* 0x2c */
-		ECALL, ADDI(18, 10, 0),						/* 0x40: send_ipi(2, 0) */
-		RV_HSM, ADDI(16, 0, 2), ADDI(10, 0, 1), ECALL,			/* 0x48 */
-		ADDI(T0, 0, 1), B_T(-12, T0, 11, 1),				/* 0x5c: until status(1) == 1 */
-		ADDI(10, 9, 0), ADDI(11, 18, 0), DONE,				/* 0x64 */
+		RV_HSM, ADDI(16, 0, 2), LUI(19, 0x20),				/* 0x2c: x19 = 128K */
+		ADDI(10, 0, 1), ECALL, B_T(12, 0, 11, 1),			/* 0x3c: until status(1) != 0 */
+		ADDI(19, 19, -1), B_T(-16, 0, 19, 1),				/*       (bounded) */
+		ADDI(20, 11, 0),						/* 0x50: s4 = that status */
+		RV_IPI, ADDI(16, 0, 0), ADDI(10, 0, 2), ADDI(11, 0, 0),	/* 0x54 */
+		ECALL, ADDI(18, 10, 0),						/* 0x68: send_ipi(2, 0) */
+		RV_HSM, ADDI(16, 0, 2), ADDI(10, 0, 1), ECALL,			/* 0x70 */
+		ADDI(T0, 0, 1), B_T(-12, T0, 11, 1),				/* 0x84: until status(1) == 1 */
+		I_T(32, 20, 1, 20, 0x13),					/* 0x8c: slli s4, s4, 32 */
+		(20 << 20) | (18 << 15) | (6 << 12) | (11 << 7) | 0x33,	/* 0x90: a1 = s4 | s2 */
+		ADDI(10, 9, 0), DONE,						/* 0x94 */
 	};
 	static const uint32_t v1[] = {
 		ADDI(19, 11, 0), ADDI(20, 10, 0),				/* 0x100: s3 = a1, s4 = a0 */
