@@ -679,7 +679,7 @@ impl VcpuRef {
                 .write_slice(bytes)
                 .map_err(|_| Errno::EFAULT)
         };
-        Host::get_one_reg(&mut st.arch, &mut self.vm.arch().lock(), reg.id, write)?;
+        Host::get_one_reg(&mut st.arch, &mut self.vm.arch().lock(), &self.vcpu.arch_shared, reg.id, write)?;
         Ok(0)
     }
 
@@ -694,7 +694,7 @@ impl VcpuRef {
                 .read_slice(bytes)
                 .map_err(|_| Errno::EFAULT)
         };
-        Host::set_one_reg(&mut st.arch, &mut self.vm.arch().lock(), reg.id, read)?;
+        Host::set_one_reg(&mut st.arch, &mut self.vm.arch().lock(), &self.vcpu.arch_shared, reg.id, read)?;
         Ok(0)
     }
 

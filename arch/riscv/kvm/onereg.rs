@@ -34,9 +34,12 @@
 //!   `kvm_riscv_aia_available()`.
 //! - The SBI PMU and FWFT extensions (see `sbi.rs`): their registers are
 //!   not listed and are `ENOENT`/`EINVAL`.
-//! - Pending interrupts and the timer's hrtimer live with the run loop:
-//!   `sip` reads `hvip` without flushing anything pending, and turning the
-//!   timer on without Sstc only records the state.
+//!
+//! Pending interrupts raised from other threads (`KVM_INTERRUPT`, IPIs,
+//! the timer without Sstc) live in the vCPU's `run::Shared`: the glue in
+//! `mod.rs` flushes them into `hvip` before a `sip` read, drops the
+//! unflushed changes after a `sip` write, and delivers a timer event that
+//! fell due since the last run before any access (`run::timer_catch_up`).
 
 use super::isa::{self, HostIsa, IsaChange, VcpuIsa};
 use super::regs::{GuestFp, VcpuRegs, SSTATUS_FS, SSTATUS_FS_INITIAL, SSTATUS_SPP};
@@ -125,6 +128,12 @@ pub(crate) mod csr {
     /// `struct kvm_riscv_aia_csr` (siselect, iprio1, iprio2, sieh, siph,
     /// iprio1h, iprio2h).
     pub(crate) const AIA_COUNT: u64 = 7;
+}
+
+/// Whether `id` is the `sip` CSR register (any size: the size is checked
+/// by the access itself).
+pub(crate) fn is_sip(id: u64) -> bool {
+    id & !KVM_REG_SIZE_MASK == KVM_REG_RISCV | CSR | CSR_GENERAL | csr::SIP
 }
 
 /// `struct kvm_riscv_timer`, in `u64`s.

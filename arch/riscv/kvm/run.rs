@@ -608,13 +608,19 @@ impl Shared {
     }
 
     /// `kvm_riscv_vcpu_flush_interrupts()`: the changed bits into `hvip`.
-    fn flush(&self, hvip: u64) -> u64 {
+    pub(crate) fn flush(&self, hvip: u64) -> u64 {
         let mask = self.irqs_pending_mask.swap(0, Ordering::AcqRel);
         if mask == 0 {
             return hvip;
         }
         let val = self.irqs_pending.load(Ordering::Acquire) & mask;
         (hvip & !mask) | val
+    }
+
+    /// Drops the changes not flushed yet (a `sip` write through ONE_REG
+    /// replaces `hvip`: upstream clears `irqs_pending_mask`).
+    pub(crate) fn forget_changes(&self) {
+        self.irqs_pending_mask.store(0, Ordering::Release);
     }
 }
 
@@ -1212,6 +1218,19 @@ impl<K: Kick> HrTimerCallback for KickTimer<K> {
         vcpu.kick();
         HrTimerRestart::NoRestart
     }
+}
+
+/// Outside `KVM_RUN`, without Sstc: a timer event that fell due since the
+/// last run is delivered now (`VSTIP` pending, the timer off), as
+/// upstream's hrtimer would have done meanwhile, so that ONE_REG sees what
+/// upstream shows (`sip`, the timer `state`). `now`: the host's `time`.
+pub(crate) fn timer_catch_up(regs: &mut super::regs::VcpuRegs, shared: &Shared, time_delta: u64, now: u64) {
+    let t = &mut regs.timer;
+    if host_has_sstc() || !t.started || now.wrapping_add(time_delta) < t.next_cycles {
+        return;
+    }
+    t.started = false;
+    shared.set_interrupt(VSTIP);
 }
 
 /// The guest timer of a host without Sstc, for one `KVM_RUN` (upstream's

@@ -1511,6 +1511,33 @@ static void riscv_regs(int kvm, long mmap_size)
 	rv_set("rv after run: SET sbi_ext DBCN U32", vcpu, RV32(KVM_REG_RISCV_SBI_EXT, KVM_RISCV_SBI_EXT_DBCN), 0);
 	rv_set("rv after run: SET core pc", vcpu, RV64(KVM_REG_RISCV_CORE, 0), 0x80400000);
 	rv_get("rv after run: GET core pc", vcpu, RV64(KVM_REG_RISCV_CORE, 0));
+	/*
+	 * KVM_INTERRUPT from outside shows in sip (flushed on read), and a
+	 * sip write replaces the changes not flushed yet. Then a timer event
+	 * armed through ONE_REG that is already due: without Sstc it is
+	 * delivered (sip.STIP, state off) without any KVM_RUN, as upstream's
+	 * hrtimer does; with Sstc nothing changes.
+	 */
+	{
+		uint64_t sip_id = RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(sip));
+		struct kvm_interrupt irq = { .irq = KVM_INTERRUPT_SET };
+
+		IOCTL("rv KVM_INTERRUPT set", vcpu, KVM_INTERRUPT, &irq);
+		rv_get("rv GET sip after KVM_INTERRUPT set", vcpu, sip_id);
+		irq.irq = KVM_INTERRUPT_UNSET;
+		IOCTL("rv KVM_INTERRUPT unset", vcpu, KVM_INTERRUPT, &irq);
+		rv_get("rv GET sip after KVM_INTERRUPT unset", vcpu, sip_id);
+		irq.irq = KVM_INTERRUPT_SET;
+		IOCTL("rv KVM_INTERRUPT set again", vcpu, KVM_INTERRUPT, &irq);
+		rv_set("rv SET sip SSIP", vcpu, sip_id, 2);
+		rv_get("rv GET sip after SET (KVM_INTERRUPT change dropped)", vcpu, sip_id);
+		rv_set("rv SET sip 0", vcpu, sip_id, 0);
+		rv_set("rv SET timer compare 1", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(compare)), 1);
+		rv_set("rv SET timer state on (due)", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(state)), 1);
+		usleep(20000);
+		rv_get("rv GET timer state after due", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(state)));
+		rv_get("rv GET sip after due timer", vcpu, sip_id);
+	}
 	printf("rv reg list n (first): %llu\n", (unsigned long long)n);
 	close(vcpu);
 	close(vm);
