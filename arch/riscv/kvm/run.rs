@@ -1004,8 +1004,13 @@ fn run_loop(
         }
         let irqs = kernel::interrupt::local_interrupt_disable();
         gv.enter_guest_mode();
-        l.csrs.hvip = gv.arch_shared().flush(l.csrs.hvip);
-        csr_write!(CSR_HVIP, l.csrs.hvip);
+        // While loaded, the hart's `hvip` is `l.csrs.hvip` (read back after
+        // every exit, see `put`): only a change needs the write.
+        let hvip = gv.arch_shared().flush(l.csrs.hvip);
+        if hvip != l.csrs.hvip {
+            csr_write!(CSR_HVIP, hvip);
+            l.csrs.hvip = hvip;
+        }
         if entry.vmid_changed() || gv.requests().pending() || VcpuRun::work_pending() {
             gv.exit_guest_mode();
             drop(irqs);
