@@ -509,11 +509,14 @@ impl Arch for Host {
 
     fn enable_cpu() -> Result {
         cpu_enable::enable_this_hart();
+        // The hart's guest CSRs are no vCPU's any more.
+        run::forget_this_cpu();
         Ok(())
     }
 
     fn disable_cpu() {
         cpu_enable::disable_this_hart();
+        run::forget_this_cpu();
     }
 
     // The VM's G-stage tables, page cache and VMID (`stage2.rs`).

@@ -338,6 +338,76 @@ impl Drop for PreemptGuard {
 
 // --- loaded state ---------------------------------------------------------
 
+/// What a vCPU's last [`put`] left in a hart: the values of the CSRs that
+/// [`load`] writes, as they were when the vCPU left that hart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HartCopy {
+    /// The CPU whose hart holds these values.
+    cpu: u32,
+    /// The nine VS CSRs of `load`/`put` (`vsstatus` ... `vsatp`, `hvip`
+    /// included); the other fields of [`GuestCsrs`] are not in the hart
+    /// outside the world switch and mean nothing here.
+    csrs: GuestCsrs,
+    /// `hedeleg`.
+    hedeleg: u64,
+    /// `henvcfg`.
+    henvcfg: u64,
+    /// `htimedelta`.
+    htimedelta: u64,
+    /// `vstimecmp` (with Sstc only).
+    vstimecmp: u64,
+    /// `hgatp`.
+    hgatp: u64,
+}
+
+/// Per CPU: the [`Loaded::token`] of the vCPU whose state was last loaded
+/// into this CPU's hart (0: none, or the hart's state is unknown).
+///
+/// Together with [`Loaded::hart`] this is upstream's `kvm_former_vcpu` +
+/// `last_exit_cpu` shortcut of `kvm_arch_vcpu_load()`, with the
+/// `csr_dirty` flag replaced by comparing values. The invariant: if
+/// `HART_OWNER[c] == l.token` and `l.hart` is `Some(h)` with `h.cpu ==
+/// c`, the hart of CPU `c` holds exactly the values in `h` for every CSR
+/// `load` writes. It holds because
+/// - only `load` (on the owner's CPU, preemption off) stores a token here,
+///   and only [`put`] records `l.hart`, right after reading the hart; a
+///   `load` of another vCPU (of any VM) on `c` replaces the token, and a
+///   load of this vCPU on another CPU `d` makes its next `put` record `d`;
+/// - while a vCPU is loaded, the only writers of these CSRs on its hart
+///   are kvm_rs's run loop and exit handlers for that vCPU (preemption
+///   off), the guest itself (whose changes `put` reads back), and `load`;
+///   `hgatp` and the loop's `hvip`/`vsie` reads keep `Loaded` in step with
+///   the hart (see `put`);
+/// - everything else that changes them on a hart goes through
+///   [`forget_this_cpu`]: CPU hotplug (`enable_cpu`/`disable_cpu`, which
+///   also covers a hart reset by offlining) and the KUnit tests that
+///   borrow them. (The in-tree `kvm.ko` cannot run guests at the same
+///   time: both own `/dev/kvm`.)
+///
+/// So ONE_REG writes, an HSM reset, guest debugging (`hedeleg`), a new
+/// VMID (`hgatp`) or guest-time change (`htimedelta`) need no dirty flag:
+/// `load` compares the wanted values with `h` and writes what differs.
+static HART_OWNER: [AtomicU64; bindings::NR_CPUS as usize] =
+    [const { AtomicU64::new(0) }; bindings::NR_CPUS as usize];
+
+/// The source of [`Loaded::token`]s (0 is never handed out).
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+/// Forgets what this CPU's hart holds: the next [`load`] on it writes
+/// every CSR. Call with preemption off, after anything other than
+/// `load`/`put` changed the hart's guest CSRs.
+pub(crate) fn forget_this_cpu() {
+    if let Some(o) = HART_OWNER.get(CpuId::current().as_u32() as usize) {
+        o.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The [`HartCopy`] `load` may rely on: `hart`, if it describes `cpu` and
+/// the vCPU with `token` was the last one loaded there (`owner`).
+fn kept_copy(owner: u64, token: u64, hart: Option<HartCopy>, cpu: u32) -> Option<HartCopy> {
+    hart.filter(|h| h.cpu == cpu && owner == token && token != 0)
+}
+
 /// The state load/put move between memory and the hart (see the module
 /// comment). Lives in its own allocation, reached by raw pointer only.
 pub(crate) struct Loaded {
@@ -358,8 +428,16 @@ pub(crate) struct Loaded {
     henvcfg: u64,
     /// `htimedelta`: guest time minus host time.
     htimedelta: u64,
+    /// The `hgatp` of the last guest entry (0 before the first): while
+    /// loaded, the hart's `hgatp` is this, so that `HLV` in an exit
+    /// handler goes through this VM's G-stage even after a preemption.
+    hgatp: u64,
     /// Whether the state is in the hart now.
     loaded: bool,
+    /// This vCPU's identity in [`HART_OWNER`] (unique, never reused).
+    token: u64,
+    /// What the last `put` left in which hart (see [`HART_OWNER`]).
+    hart: Option<HartCopy>,
 }
 
 /// The owner of the [`Loaded`] allocation of a vCPU.
@@ -378,7 +456,15 @@ unsafe impl Send for LoadedBox {}
 impl LoadedBox {
     /// A new vCPU's state.
     pub(crate) fn new() -> Result<LoadedBox, Errno> {
-        let l = Loaded {
+        let b = KBox::new(Loaded::new(), GFP_KERNEL_ACCOUNT).map_err(|_| Errno::ENOMEM)?;
+        Ok(LoadedBox { ptr: KBox::into_raw(b) })
+    }
+}
+
+impl Loaded {
+    /// A new vCPU's state, with a fresh token.
+    fn new() -> Loaded {
+        Loaded {
             csrs: GuestCsrs::default(),
             timer: GuestTimer { next_cycles: u64::MAX, started: false },
             fp: GuestFp::default(),
@@ -387,10 +473,13 @@ impl LoadedBox {
             hedeleg: HEDELEG_DEFAULT,
             henvcfg: 0,
             htimedelta: 0,
+            hgatp: 0,
             loaded: false,
-        };
-        let b = KBox::new(l, GFP_KERNEL_ACCOUNT).map_err(|_| Errno::ENOMEM)?;
-        Ok(LoadedBox { ptr: KBox::into_raw(b) })
+            // 2^64 vCPU creations do not happen; were it to wrap, 0 only
+            // disables the shortcut.
+            token: NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
+            hart: None,
+        }
     }
 }
 
@@ -401,32 +490,54 @@ impl Drop for LoadedBox {
     }
 }
 
-/// `kvm_arch_vcpu_load()`: puts the vCPU's state into this hart.
+/// Writes `$new` to CSR `$csr` unless the hart is known to hold it
+/// (`$kept`: `Some(value in the hart)` or `None`).
+macro_rules! csr_update {
+    ($csr:expr, $new:expr, $kept:expr) => {{
+        let new: u64 = $new;
+        if $kept != Some(new) {
+            csr_write!($csr, new);
+        }
+    }};
+}
+
+/// `kvm_arch_vcpu_load()`: puts the vCPU's state into this hart (CPU
+/// `cpu`). As upstream, the CSRs are only rewritten if the hart may not
+/// hold them any more (see [`HART_OWNER`]); here each one that differs
+/// from what the last `put` left is rewritten.
 ///
 /// # Safety
 ///
-/// Preemption (or interrupts) disabled; `l` is the vCPU's [`Loaded`], not
-/// loaded, accessed by no one else.
-unsafe fn load(l: &mut Loaded) {
-    csr_write!(CSR_HEDELEG, l.hedeleg);
-    csr_write!(CSR_HIDELEG, HIDELEG_DEFAULT);
-    csr_write!(CSR_HENVCFG, l.henvcfg);
-    if host_has(ISA_SMSTATEEN) {
+/// Preemption (or interrupts) disabled, `cpu` the current CPU; `l` is the
+/// vCPU's [`Loaded`], not loaded, accessed by no one else.
+unsafe fn load(l: &mut Loaded, cpu: u32) {
+    let owner = HART_OWNER.get(cpu as usize);
+    let kept = kept_copy(owner.map_or(0, |o| o.load(Ordering::Relaxed)), l.token, l.hart, cpu);
+    if let Some(o) = owner {
+        o.store(l.token, Ordering::Relaxed);
+    }
+    // Configuration first: it changes how the other CSRs behave.
+    csr_update!(CSR_HEDELEG, l.hedeleg, kept.map(|h| h.hedeleg));
+    csr_update!(CSR_HIDELEG, HIDELEG_DEFAULT, kept.map(|_| HIDELEG_DEFAULT));
+    csr_update!(CSR_HENVCFG, l.henvcfg, kept.map(|h| h.henvcfg));
+    if kept.is_none() && host_has(ISA_SMSTATEEN) {
         csr_write!(CSR_HSTATEEN0, SMSTATEEN0_HSENVCFG);
     }
     let c = &l.csrs;
-    csr_write!(CSR_VSSTATUS, c.vsstatus);
-    csr_write!(CSR_VSIE, c.vsie);
-    csr_write!(CSR_VSTVEC, c.vstvec);
-    csr_write!(CSR_VSSCRATCH, c.vsscratch);
-    csr_write!(CSR_VSEPC, c.vsepc);
-    csr_write!(CSR_VSCAUSE, c.vscause);
-    csr_write!(CSR_VSTVAL, c.vstval);
-    csr_write!(CSR_HVIP, c.hvip);
-    csr_write!(CSR_VSATP, c.vsatp);
-    csr_write!(CSR_HTIMEDELTA, l.htimedelta);
+    let k = kept.map(|h| h.csrs);
+    csr_update!(CSR_VSSTATUS, c.vsstatus, k.map(|h| h.vsstatus));
+    csr_update!(CSR_VSIE, c.vsie, k.map(|h| h.vsie));
+    csr_update!(CSR_VSTVEC, c.vstvec, k.map(|h| h.vstvec));
+    csr_update!(CSR_VSSCRATCH, c.vsscratch, k.map(|h| h.vsscratch));
+    csr_update!(CSR_VSEPC, c.vsepc, k.map(|h| h.vsepc));
+    csr_update!(CSR_VSCAUSE, c.vscause, k.map(|h| h.vscause));
+    csr_update!(CSR_VSTVAL, c.vstval, k.map(|h| h.vstval));
+    csr_update!(CSR_HVIP, c.hvip, k.map(|h| h.hvip));
+    csr_update!(CSR_VSATP, c.vsatp, k.map(|h| h.vsatp));
+    csr_update!(CSR_HGATP, l.hgatp, kept.map(|h| h.hgatp));
+    csr_update!(CSR_HTIMEDELTA, l.htimedelta, kept.map(|h| h.htimedelta));
     if host_has_sstc() {
-        csr_write!(CSR_VSTIMECMP, l.timer.next_cycles);
+        csr_update!(CSR_VSTIMECMP, l.timer.next_cycles, kept.map(|h| h.vstimecmp));
     }
     if host_has(ISA_D) {
         switch::fp_save(&mut l.host_fp);
@@ -438,13 +549,22 @@ unsafe fn load(l: &mut Loaded) {
     l.loaded = true;
 }
 
-/// `kvm_arch_vcpu_put()`: saves the vCPU's state from this hart and gives
-/// the host its FP registers back.
+/// `kvm_arch_vcpu_put()`: saves the vCPU's state from this hart (CPU
+/// `cpu`) and gives the host its FP registers back.
+///
+/// As upstream, the guest's `hvip`, `vsie`, `hgatp` and delegation stay
+/// in the hart: with V=0 nothing uses them (VS-level interrupts are
+/// delegated, so they never reach HS-mode; `hgatp` only serves V=1 and
+/// `HLV`/`HSV`, which only the run loop and its exit handlers of a loaded
+/// vCPU execute), and the next `load` on this hart, of any vCPU, sets
+/// what it needs. `vsie` and `hvip` are not read back: the run loop reads
+/// both after every guest exit, the only time they can change while the
+/// state is loaded, so `l.csrs` already has them.
 ///
 /// # Safety
 ///
 /// As for [`load`], with `l` loaded on this hart.
-unsafe fn put(l: &mut Loaded) {
+unsafe fn put(l: &mut Loaded, cpu: u32) {
     if host_has(ISA_D) {
         if l.guest_fs == SSTATUS_FS_DIRTY {
             switch::fp_save(&mut l.fp);
@@ -452,23 +572,28 @@ unsafe fn put(l: &mut Loaded) {
         }
         switch::fp_restore(&l.host_fp);
     }
+    let mut vstimecmp = 0;
     if host_has_sstc() {
-        l.timer.next_cycles = csr_read!(CSR_VSTIMECMP);
+        vstimecmp = csr_read!(CSR_VSTIMECMP);
+        l.timer.next_cycles = vstimecmp;
     }
     let c = &mut l.csrs;
     c.vsstatus = csr_read!(CSR_VSSTATUS);
-    c.vsie = csr_read!(CSR_VSIE);
     c.vstvec = csr_read!(CSR_VSTVEC);
     c.vsscratch = csr_read!(CSR_VSSCRATCH);
     c.vsepc = csr_read!(CSR_VSEPC);
     c.vscause = csr_read!(CSR_VSCAUSE);
     c.vstval = csr_read!(CSR_VSTVAL);
-    c.hvip = csr_read!(CSR_HVIP);
     c.vsatp = csr_read!(CSR_VSATP);
-    // Nothing of the guest may stay pending or delegated on this hart.
-    csr_write!(CSR_HVIP, 0);
-    csr_write!(CSR_VSIE, 0);
-    csr_write!(CSR_HGATP, 0);
+    l.hart = Some(HartCopy {
+        cpu,
+        csrs: *c,
+        hedeleg: l.hedeleg,
+        henvcfg: l.henvcfg,
+        htimedelta: l.htimedelta,
+        vstimecmp,
+        hgatp: l.hgatp,
+    });
     l.loaded = false;
 }
 
@@ -491,7 +616,7 @@ impl PreemptNotifierOps for Notify {
         // preemption-disabled sections (the only other users of
         // `loaded`), and the pointees outlive the registration.
         unsafe {
-            load(&mut *this.loaded);
+            load(&mut *this.loaded, cpu.as_u32());
             (*this.vcpu).set_cpu(Some(cpu.as_u32()));
             (*this.vcpu).requests().make(REQ_STEAL_UPDATE);
         }
@@ -502,7 +627,7 @@ impl PreemptNotifierOps for Notify {
         // run loop, on this hart.
         unsafe {
             if (*this.loaded).loaded {
-                put(&mut *this.loaded);
+                put(&mut *this.loaded, CpuId::current().as_u32());
             }
             (*this.vcpu).set_cpu(None);
         }
@@ -801,9 +926,10 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
     pin_init::stack_pin_init!(let notifier = PreemptNotifier::new(Notify { loaded: v.loaded.ptr, vcpu: gv }));
     let mut p = PreemptGuard::new();
     let registration = notifier.as_mut().register();
+    let cpu = p.cpu();
     // SAFETY: Preemption is off; the notifier cannot run before `p` drops.
-    unsafe { load(loaded_mut(v.loaded.ptr, &mut p)) };
-    gv.set_cpu(Some(p.cpu()));
+    unsafe { load(loaded_mut(v.loaded.ptr, &mut p), cpu) };
+    gv.set_cpu(Some(cpu));
     drop(p);
     gv.requests().make(REQ_STEAL_UPDATE);
 
@@ -819,11 +945,12 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
 
     let mut p = PreemptGuard::new();
     {
+        let cpu = p.cpu();
         // SAFETY: Preemption is off.
         let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
         if l.loaded {
             // SAFETY: Loaded on this hart (the notifier reloads on sched in).
-            unsafe { put(l) };
+            unsafe { put(l, cpu) };
         }
         v.regs.csrs = l.csrs;
         v.regs.timer = l.timer;
@@ -874,13 +1001,22 @@ fn run_loop(
         let mut p = PreemptGuard::new();
         let cpu = p.cpu();
         let entry = stage2::prepare_entry(vm, v.last_exit_cpu != Some(cpu));
-        csr_write!(CSR_HGATP, entry.hgatp);
+        // SAFETY: Preemption is off.
+        let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
+        // While loaded, the hart's `hgatp` is `l.hgatp` (see `Loaded`).
+        if l.hgatp != entry.hgatp {
+            csr_write!(CSR_HGATP, entry.hgatp);
+            l.hgatp = entry.hgatp;
+        }
         let irqs = kernel::interrupt::local_interrupt_disable();
         gv.enter_guest_mode();
-        // SAFETY: Preemption and interrupts are off.
-        let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
-        l.csrs.hvip = gv.arch_shared().flush(l.csrs.hvip);
-        csr_write!(CSR_HVIP, l.csrs.hvip);
+        // While loaded, the hart's `hvip` is `l.csrs.hvip` (read back after
+        // every exit, see `put`): only a change needs the write.
+        let hvip = gv.arch_shared().flush(l.csrs.hvip);
+        if hvip != l.csrs.hvip {
+            csr_write!(CSR_HVIP, hvip);
+            l.csrs.hvip = hvip;
+        }
         if entry.vmid_changed() || gv.requests().pending() || VcpuRun::work_pending() {
             gv.exit_guest_mode();
             drop(irqs);
@@ -1605,12 +1741,13 @@ fn reset_for_start(v: &mut Vcpu, gv: &GenericVcpu) {
     v.mmio = insn::MmioDecode::default();
     v.csr = insn::CsrDecode::default();
     let mut p = PreemptGuard::new();
+    let cpu = p.cpu();
     // SAFETY: Preemption is off.
     let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
     let was_loaded = l.loaded;
     if was_loaded {
         // SAFETY: Loaded on this hart.
-        unsafe { put(l) };
+        unsafe { put(l, cpu) };
     }
     l.csrs = GuestCsrs::default();
     l.timer = GuestTimer { next_cycles: u64::MAX, started: false };
@@ -1620,7 +1757,7 @@ fn reset_for_start(v: &mut Vcpu, gv: &GenericVcpu) {
     v.regs.core.sstatus = (v.regs.core.sstatus & !SSTATUS_FS) | l.guest_fs;
     if was_loaded {
         // SAFETY: As above, not loaded now.
-        unsafe { load(l) };
+        unsafe { load(l, cpu) };
     }
 }
 
@@ -1730,6 +1867,8 @@ mod tests {
             let _irqs = kernel::interrupt::local_interrupt_disable();
             csr_write!(CSR_HGATP, 0);
             csr_write!(CSR_VSATP, 0);
+            // No vCPU's state is in this hart any more.
+            forget_this_cpu();
         }
         let hstatus = HSTATUS_SPVP | HSTATUS_VSXL_RV64;
         assert_eq!(switch::unpriv_read(hstatus, false, pa).map_err(|t| t.scause), Ok(0x1122_3344_5566_7788));
@@ -1738,6 +1877,93 @@ mod tests {
         // Nothing there: an access fault is caught, not taken by the host.
         let t = switch::unpriv_read(hstatus, false, 1 << 55);
         assert!(matches!(t, Err(t) if t.scause == EXC_LOAD_ACCESS || t.scause == insn::EXC_LOAD_GUEST_PAGE_FAULT));
+        Ok(())
+    }
+
+    #[test]
+    fn kept_copy_needs_owner_token_and_cpu() {
+        let h = HartCopy {
+            cpu: 1,
+            csrs: GuestCsrs::default(),
+            hedeleg: 0,
+            henvcfg: 0,
+            htimedelta: 0,
+            vstimecmp: 0,
+            hgatp: 0,
+        };
+        assert_eq!(kept_copy(5, 5, Some(h), 1), Some(h));
+        // Another vCPU loaded there since.
+        assert_eq!(kept_copy(6, 5, Some(h), 1), None);
+        // The copy is of another hart (the vCPU migrated).
+        assert_eq!(kept_copy(5, 5, Some(h), 0), None);
+        // Never put, or a forgotten hart.
+        assert_eq!(kept_copy(5, 5, None, 1), None);
+        assert_eq!(kept_copy(0, 0, Some(h), 1), None);
+    }
+
+    /// `vsscratch`, `vstvec`, `hedeleg` and `hgatp` of this hart.
+    fn hart_csrs() -> (u64, u64, u64, u64) {
+        (csr_read!(CSR_VSSCRATCH), csr_read!(CSR_VSTVEC), csr_read!(CSR_HEDELEG), csr_read!(CSR_HGATP))
+    }
+
+    #[test]
+    fn load_rewrites_what_the_hart_may_not_hold() -> Result {
+        let mut a = KBox::new(Loaded::new(), GFP_KERNEL)?;
+        let mut b = KBox::new(Loaded::new(), GFP_KERNEL)?;
+        a.csrs.vsscratch = 0x1111;
+        a.csrs.vstvec = 0x1000;
+        b.csrs.vsscratch = 0x2222;
+        b.csrs.vstvec = 0x2000;
+        let debug = HEDELEG_DEFAULT & !(1 << EXC_BREAKPOINT);
+        b.hedeleg = debug;
+        let p = PreemptGuard::new();
+        let cpu = p.cpu();
+        let ld = |l: &mut Loaded| {
+            // SAFETY: Preemption is off and `cpu` is this CPU; the states
+            // are this test's own, loaded and put in turn. No guest runs
+            // while KUnit does, so the hart's guest CSRs are free to borrow
+            // (the hart is forgotten at the end).
+            unsafe { load(l, cpu) }
+        };
+        let pt = |l: &mut Loaded| {
+            // SAFETY: As for `ld`, with `l` loaded on this hart.
+            unsafe { put(l, cpu) }
+        };
+        ld(&mut a);
+        assert_eq!(hart_csrs(), (0x1111, 0x1000, HEDELEG_DEFAULT, 0));
+        pt(&mut a);
+        let owner = || HART_OWNER.get(cpu as usize).map_or(0, |o| o.load(Ordering::Relaxed));
+        assert!(kept_copy(owner(), a.token, a.hart, cpu).is_some());
+        // Changed while put (a ONE_REG write, an HSM reset, guest
+        // debugging, a new VMID): rewritten although the hart is kept.
+        a.csrs.vsscratch = 0x1112;
+        a.hedeleg = debug;
+        a.hgatp = 0x8000_0000_0000_0000;
+        ld(&mut a);
+        assert_eq!(hart_csrs(), (0x1112, 0x1000, debug, 0x8000_0000_0000_0000));
+        // The guest's own change is read back by `put`.
+        csr_write!(CSR_VSSCRATCH, 0x1113);
+        pt(&mut a);
+        assert_eq!(a.csrs.vsscratch, 0x1113);
+        a.hedeleg = HEDELEG_DEFAULT;
+        a.hgatp = 0;
+        // Another vCPU (of any VM) on this hart: everything of `a` is
+        // written again afterwards, even what `a` did not change.
+        ld(&mut b);
+        assert_eq!(hart_csrs(), (0x2222, 0x2000, debug, 0));
+        pt(&mut b);
+        assert!(kept_copy(owner(), a.token, a.hart, cpu).is_none());
+        ld(&mut a);
+        assert_eq!(hart_csrs(), (0x1113, 0x1000, HEDELEG_DEFAULT, 0));
+        pt(&mut a);
+        // Someone else wrote the hart and said so (CPU hotplug).
+        csr_write!(CSR_VSTVEC, 0xdead_0000);
+        forget_this_cpu();
+        ld(&mut a);
+        assert_eq!(hart_csrs(), (0x1113, 0x1000, HEDELEG_DEFAULT, 0));
+        pt(&mut a);
+        forget_this_cpu();
+        drop(p);
         Ok(())
     }
 
