@@ -574,8 +574,14 @@ unsafe fn put(l: &mut Loaded, cpu: u32) {
     }
     let mut vstimecmp = 0;
     if host_has_sstc() {
-        vstimecmp = csr_read!(CSR_VSTIMECMP);
-        l.timer.next_cycles = vstimecmp;
+        l.timer.next_cycles = csr_read!(CSR_VSTIMECMP);
+        // kvm_riscv_vcpu_timer_save(): a guest timer left armed would make
+        // this hart's WFI a no-op once it fires (a pending VS timer
+        // interrupt resumes WFI even while delegated), so an idle host CPU
+        // would spin; the vCPU's own deadline is kept in `next_cycles`
+        // and woken by its hrtimer.
+        vstimecmp = u64::MAX;
+        csr_write!(CSR_VSTIMECMP, vstimecmp);
     }
     let c = &mut l.csrs;
     c.vsstatus = csr_read!(CSR_VSSTATUS);
