@@ -426,6 +426,15 @@ impl Arch for Host {
             | cap::ARM_WRITABLE_IMP_ID_REGS | cap::ARM_PSCI | cap::ARM_PSCI_0_2 | cap::ARM_NISV_TO_USER => {
                 vm_limits::arm64_check_extension(&Self::host_caps(vm), c)
             }
+            // The run loop exists: MP state and ioeventfds (signalled by
+            // guest MMIO writes), as upstream.
+            cap::MP_STATE | cap::IOEVENTFD => 1,
+            // Upstream's generic answers (`CONFIG_KVM_MMIO`): the run loop
+            // appends MMIO writes in a zone to the VM's ring; PIO zones
+            // register as upstream's and, as there, never fire (no PIO).
+            cap::COALESCED_MMIO | cap::COALESCED_PIO => {
+                vm_limits::check_extension_generic(&vm_limits::GenericCaps::ARM64, c).unwrap_or(0)
+            }
             // vGIC, timers, PMU, SVE, MTE, guest debug, ...: not yet.
             _ => 0,
         }
