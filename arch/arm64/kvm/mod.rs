@@ -377,6 +377,7 @@ impl Arch for Host {
                 sanitised(idregs::CTR_EL0),
             )
         };
+        run::probe_host_ext();
         for (slot, v) in BOOT_IMP_ID.iter().zip([sysreg::midr_el1(), sysreg::revidr_el1(), sysreg::aidr_el1()]) {
             slot.store(v, Ordering::Relaxed);
         }

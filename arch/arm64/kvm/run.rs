@@ -311,6 +311,7 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
             vpidr,
             vmpidr: v.arm.regs.sys.get(Sr::MpidrEl1) | (1 << 31),
             cntvoff,
+            ext: host_ext(),
             flush_local,
         };
         let core = &mut v.arm.regs.core;
@@ -355,6 +356,18 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
             return Ok(());
         }
     }
+}
+
+/// The host's optional EL1 registers ([`switch::HostExt`]), probed once.
+static HOST_EXT: kernel::sync::SetOnce<switch::HostExt> = kernel::sync::SetOnce::new();
+
+/// Probes [`HOST_EXT`] (module load, before any VM).
+pub(crate) fn probe_host_ext() {
+    let _ = HOST_EXT.populate(switch::HostExt::probe(sysreg::id_aa64mmfr1_el1(), sysreg::id_aa64mmfr3_el1()));
+}
+
+fn host_ext() -> switch::HostExt {
+    HOST_EXT.as_ref().copied().unwrap_or_default()
 }
 
 /// Per-CPU: the token of the vCPU that last entered a guest there

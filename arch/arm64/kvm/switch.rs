@@ -453,6 +453,52 @@ fn guest_cptr(host: u64) -> u64 {
 /// the physical counter and timer.
 const CNTHCTL_EL1PCTEN_PTEN: u64 = 3 << 10;
 
+/// Which EL1 registers beyond the base architecture this host has, that
+/// the world switch must switch (upstream's `ctxt_has_tcrx()` & co.):
+/// without it the guest would run with what the host's boot left in them
+/// (e.g. the kernel's `TCR2_EL1.PIE` and `PIR_EL1`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HostExt {
+    /// `FEAT_HCX`: `HCRX_EL2`, with the guest's value.
+    pub(crate) hcrx: Option<u64>,
+    /// `FEAT_TCR2`: `TCR2_EL1`.
+    pub(crate) tcrx: bool,
+    /// `FEAT_SCTLR2`: `SCTLR2_EL1`.
+    pub(crate) sctlrx: bool,
+    /// `FEAT_S1PIE`: `PIR_EL1`, `PIRE0_EL1`.
+    pub(crate) s1pie: bool,
+    /// `FEAT_S1POE`: `POR_EL1`.
+    pub(crate) s1poe: bool,
+}
+
+/// `HCRX_EL2` bits.
+const HCRX_MSCEN: u64 = 1 << 11;
+const HCRX_TCR2EN: u64 = 1 << 14;
+const HCRX_SCTLR2EN: u64 = 1 << 15;
+
+impl HostExt {
+    /// From `ID_AA64MMFR1_EL1` and `ID_AA64MMFR3_EL1` of this CPU; reads
+    /// the host's `HCRX_EL2` (the guest keeps its MOPS enable: the guest's
+    /// ID registers may offer MOPS), as upstream's `HCRX_GUEST_FLAGS`
+    /// without SME, GCS, FPMR or nested features.
+    pub(crate) fn probe(mmfr1: u64, mmfr3: u64) -> HostExt {
+        let tcrx = mmfr3 & 0xf != 0;
+        let sctlrx = (mmfr3 >> 4) & 0xf != 0;
+        let hcrx = ((mmfr1 >> 40) & 0xf != 0).then(|| {
+            let host = mrs!("s3_4_c1_c2_2");
+            let mut v = host & HCRX_MSCEN;
+            if tcrx {
+                v |= HCRX_TCR2EN;
+            }
+            if sctlrx {
+                v |= HCRX_SCTLR2EN;
+            }
+            v
+        });
+        HostExt { hcrx, tcrx, sctlrx, s1pie: (mmfr3 >> 8) & 0xf != 0, s1poe: (mmfr3 >> 16) & 0xf != 0 }
+    }
+}
+
 /// The per-VM and per-vCPU EL2 configuration of an entry.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Config {
@@ -468,6 +514,8 @@ pub(crate) struct Config {
     pub(crate) vmpidr: u64,
     /// `CNTVOFF_EL2`.
     pub(crate) cntvoff: u64,
+    /// The host's optional EL1 registers and `HCRX_EL2`.
+    pub(crate) ext: HostExt,
     /// Invalidate this CPU's stage-1 entries of the VMID before entering
     /// (another vCPU of the VM, or a new VMID, used this CPU).
     pub(crate) flush_local: bool,
@@ -534,6 +582,25 @@ pub(crate) unsafe fn enter(ctx: &mut Ctx, sys: &mut SysRegs, fp: &mut FpRegs, cf
         };
     }
     guest_el1!(load);
+    let ext = cfg.ext;
+    if ext.sctlrx {
+        msr!("s3_5_c1_c0_3", sys.get(Sr::Sctlr2El1)); // SCTLR2_EL12
+    }
+    if ext.tcrx {
+        msr!("s3_5_c2_c0_3", sys.get(Sr::Tcr2El1)); // TCR2_EL12
+    }
+    if ext.s1pie {
+        msr!("s3_5_c10_c2_3", sys.get(Sr::PirEl1)); // PIR_EL12
+        msr!("s3_5_c10_c2_2", sys.get(Sr::Pire0El1)); // PIRE0_EL12
+    }
+    if ext.s1poe {
+        msr!("s3_5_c10_c2_4", sys.get(Sr::PorEl1)); // POR_EL12
+    }
+    let host_hcrx = ext.hcrx.map(|guest| {
+        let host = mrs!("s3_4_c1_c2_2"); // HCRX_EL2
+        msr!("s3_4_c1_c2_2", guest);
+        host
+    });
 
     msr!("vpidr_el2", cfg.vpidr);
     msr!("vmpidr_el2", cfg.vmpidr);
@@ -574,6 +641,22 @@ pub(crate) unsafe fn enter(ctx: &mut Ctx, sys: &mut SysRegs, fp: &mut FpRegs, cf
         };
     }
     guest_el1!(save);
+    if let Some(h) = host_hcrx {
+        msr!("s3_4_c1_c2_2", h);
+    }
+    if ext.sctlrx {
+        sys.set(Sr::Sctlr2El1, mrs!("s3_5_c1_c0_3"));
+    }
+    if ext.tcrx {
+        sys.set(Sr::Tcr2El1, mrs!("s3_5_c2_c0_3"));
+    }
+    if ext.s1pie {
+        sys.set(Sr::PirEl1, mrs!("s3_5_c10_c2_3"));
+        sys.set(Sr::Pire0El1, mrs!("s3_5_c10_c2_2"));
+    }
+    if ext.s1poe {
+        sys.set(Sr::PorEl1, mrs!("s3_5_c10_c2_4"));
+    }
     // The guest's timers must not fire while the host runs.
     msr!("s3_5_c14_c3_1", /* cntv_ctl_el02 */ 0);
     msr!("s3_5_c14_c2_1", /* cntp_ctl_el02 */ 0);

@@ -127,3 +127,7 @@ read_sysreg!(
     /// `CNTFRQ_EL0`.
     cntfrq_el0, "cntfrq_el0"
 );
+read_sysreg!(
+    /// `ID_AA64MMFR3_EL1` (TCR2, SCTLR2, S1PIE, S1POE).
+    id_aa64mmfr3_el1, "s3_0_c0_c7_3"
+);
