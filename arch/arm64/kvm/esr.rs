@@ -85,14 +85,15 @@ impl Abort {
     }
 
     /// Whether the access writes (`kvm_is_write_fault()`): a stage-1 walk
-    /// is a write (it may update the access flag), a cache maintenance
-    /// instruction is not.
+    /// only on a permission fault (the walker updating the access or dirty
+    /// flag; page tables in a read-only slot must stay readable), an
+    /// instruction fetch or cache maintenance never.
     pub(crate) const fn is_write_fault(&self, iabt: bool) -> bool {
+        if self.s1ptw {
+            return self.is_permission();
+        }
         if iabt {
             return false;
-        }
-        if self.s1ptw {
-            return true;
         }
         !self.cm && self.write
     }
@@ -103,13 +104,15 @@ impl Abort {
         esr & ((1 << 8) | (1 << 6) | 0x3f)
     }
 
-    /// The value a completed MMIO load of `data` (little-endian, `len`
-    /// bytes) writes to the register (`kvm_handle_mmio_return()`).
-    pub(crate) fn load_value(&self, data: &[u8; 8]) -> u64 {
+    /// The value a completed MMIO load of `data` (`len` bytes, in the
+    /// guest's data endianness: `be`) writes to the register
+    /// (`kvm_handle_mmio_return()`: byte order first, then sign extension
+    /// and the 32-bit truncation).
+    pub(crate) fn load_value(&self, data: &[u8; 8], be: bool) -> u64 {
         let len = (self.len as usize).min(8);
         let mut b = [0u8; 8];
         for (i, d) in b.iter_mut().enumerate().take(len) {
-            *d = data[i];
+            *d = if be { data[len - 1 - i] } else { data[i] };
         }
         let mut v = u64::from_le_bytes(b);
         if self.sign_extend && len < 8 {
@@ -121,6 +124,22 @@ impl Abort {
         }
         v
     }
+}
+
+/// The bytes of an MMIO store of register value `val`, `len` bytes in the
+/// guest's data endianness (`vcpu_data_guest_to_host()` then
+/// `kvm_mmio_write_buf()`).
+pub(crate) fn store_bytes(val: u64, len: u32, be: bool) -> [u8; 8] {
+    let le = val.to_le_bytes();
+    if !be {
+        return le;
+    }
+    let len = (len as usize).min(8);
+    let mut b = [0u8; 8];
+    for (i, d) in b.iter_mut().enumerate().take(len) {
+        *d = le[len - 1 - i];
+    }
+    b
 }
 
 /// A trapped `MSR`/`MRS` (EC 0x18).
@@ -202,20 +221,28 @@ mod host_tests {
         assert!(a.isv && a.sign_extend && !a.sixty_four && !a.write);
         assert_eq!((a.len, a.rt, a.fsc), (2, 3, 7));
         assert!(a.is_translation() && !a.is_permission() && !a.is_access_flag());
-        assert_eq!(a.load_value(&[0x00, 0x80, 0xff, 0xff, 0, 0, 0, 0]), 0xffff_8000);
+        assert_eq!(a.load_value(&[0x00, 0x80, 0xff, 0xff, 0, 0, 0, 0], false), 0xffff_8000);
         let a = Abort { sixty_four: true, ..a };
-        assert_eq!(a.load_value(&[0x00, 0x80, 0, 0, 0, 0, 0, 0]), 0xffff_ffff_ffff_8000);
+        assert_eq!(a.load_value(&[0x00, 0x80, 0, 0, 0, 0, 0, 0], false), 0xffff_ffff_ffff_8000);
+        // Big-endian data: swapped before the sign extension.
+        assert_eq!(a.load_value(&[0x80, 0x01, 0, 0, 0, 0, 0, 0], true), 0xffff_ffff_ffff_8001);
+        assert_eq!(a.load_value(&[0x7f, 0xff, 0, 0, 0, 0, 0, 0], true), 0x7fff);
         let a = Abort { sign_extend: false, ..a };
-        assert_eq!(a.load_value(&[0x00, 0x80, 0x12, 0, 0, 0, 0, 0]), 0x8000);
+        assert_eq!(a.load_value(&[0x00, 0x80, 0x12, 0, 0, 0, 0, 0], false), 0x8000);
         let a = Abort { len: 8, sign_extend: true, ..a };
-        assert_eq!(a.load_value(&[1, 2, 3, 4, 5, 6, 7, 0x88]), 0x8807_0605_0403_0201);
+        assert_eq!(a.load_value(&[1, 2, 3, 4, 5, 6, 7, 0x88], false), 0x8807_0605_0403_0201);
         let a = Abort { len: 1, sixty_four: false, ..a };
-        assert_eq!(a.load_value(&[0xfe, 2, 3, 4, 5, 6, 7, 8]), 0xffff_fffe);
+        assert_eq!(a.load_value(&[0xfe, 2, 3, 4, 5, 6, 7, 8], false), 0xffff_fffe);
         // Writes, walks and cache maintenance.
         let w = Abort::decode(1 << 24 | 3 << 22 | 1 << 15 | 1 << 6 | 0x0f);
         assert!(w.write && w.is_permission() && w.is_write_fault(false) && !w.is_write_fault(true));
         assert_eq!(w.len, 8);
-        assert!(Abort::decode(1 << 7 | 0x0b).is_write_fault(false));
+        // A walk writes only on a permission fault.
+        assert!(Abort::decode(1 << 7 | 0x0f).is_write_fault(false));
+        assert!(Abort::decode(1 << 7 | 0x0f).is_write_fault(true));
+        assert!(!Abort::decode(1 << 7 | 0x07).is_write_fault(false));
+        assert_eq!(store_bytes(0x1122_3344, 2, true), [0x33, 0x44, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(store_bytes(0x1122_3344, 2, false), [0x44, 0x33, 0x22, 0x11, 0, 0, 0, 0]);
         assert!(!Abort::decode(1 << 8 | 1 << 6 | 0x07).is_write_fault(false));
         assert!(Abort::decode(0x09).is_access_flag());
         assert!(Abort::decode(0x02).is_addr_size());

@@ -150,6 +150,19 @@ impl Geometry {
     }
 }
 
+/// The indices of the entries of a table (`n` entries of `1 << shift`
+/// bytes from `base`) that overlap `[start, end)` (`start < end`).
+fn index_range(base: u64, shift: u32, n: usize, start: u64, end: u64) -> core::ops::Range<usize> {
+    let first = start.saturating_sub(base) >> shift;
+    if end <= base {
+        return 0..0;
+    }
+    let last = (end - 1 - base) >> shift;
+    let first = usize::try_from(first).unwrap_or(usize::MAX).min(n);
+    let last = usize::try_from(last).unwrap_or(usize::MAX).saturating_add(1).min(n);
+    first..last.max(first)
+}
+
 /// The physical address of a page table (4 KiB aligned, below 2^48).
 ///
 /// Invariant: `self.0` is 4 KiB aligned and has no bit above 47.
@@ -448,12 +461,8 @@ impl Stage2Tables {
     ) {
         let shift = level_shift(level);
         let n = if level == self.geo.start_level { self.geo.root_entries } else { ENTRIES };
-        for idx in 0..n {
+        for idx in index_range(base, shift, n, start, end) {
             let lo = base + ((idx as u64) << shift);
-            let hi = lo + (1u64 << shift);
-            if hi <= start || lo >= end {
-                continue;
-            }
             // SAFETY: `table` is live (invariant), `idx` in range.
             let d = unsafe { mem.read(table, idx) };
             if d & DESC_VALID == 0 {
@@ -534,12 +543,9 @@ impl Stage2Tables {
     ) {
         let shift = level_shift(level);
         let n = if level == self.geo.start_level { self.geo.root_entries } else { ENTRIES };
-        for idx in 0..n {
+        for idx in index_range(base, shift, n, start, end) {
             let lo = base + ((idx as u64) << shift);
             let hi = lo + (1u64 << shift);
-            if hi <= start || lo >= end {
-                continue;
-            }
             // SAFETY: `table` is live (invariant), `idx` in range.
             let d = unsafe { mem.read(table, idx) };
             if d & DESC_VALID == 0 {
@@ -777,6 +783,16 @@ mod host_tests {
         m.fail = false;
         t.destroy(&mut m);
         assert!(m.tables.is_empty());
+    }
+
+    #[test]
+    fn index_ranges() {
+        assert_eq!(index_range(0, 12, 512, 0, 4096), 0..1);
+        assert_eq!(index_range(0, 12, 512, 4095, 4097), 0..2);
+        assert_eq!(index_range(0x20_0000, 12, 512, 0, u64::MAX), 0..512);
+        assert_eq!(index_range(0x20_0000, 12, 512, 0x20_3000, 0x20_3001), 3..4);
+        assert_eq!(index_range(0x20_0000, 12, 512, 0, 0x20_0000), 0..0);
+        assert_eq!(index_range(0, 30, 1024, 1 << 40, u64::MAX), 1024..1024);
     }
 
     #[test]

@@ -229,10 +229,23 @@ pub(crate) fn complete_exit(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<(), Errno
     if !a.write {
         let mut data = [0u8; 8];
         run.read(RUN_UNION + 8, &mut data);
-        set_reg(&mut v.arm.regs.core.x, a.rt, a.load_value(&data));
+        let be = guest_is_be(v);
+        set_reg(&mut v.arm.regs.core.x, a.rt, a.load_value(&data, be));
     }
     skip_insn(v);
     Ok(())
+}
+
+/// `kvm_vcpu_is_be()`: the guest's data endianness at its current
+/// exception level (`SCTLR_EL1.EE` at EL1, `.E0E` at EL0, `PSTATE.E` in
+/// AArch32).
+fn guest_is_be(v: &Vcpu) -> bool {
+    let pstate = v.arm.regs.core.pstate;
+    if is_32bit(pstate) {
+        return pstate & (1 << 9) != 0;
+    }
+    let bit = if pstate & 0xf != 0 { 1 << 25 } else { 1 << 24 };
+    v.arm.regs.sys.get(Sr::SctlrEl1) & bit != 0
 }
 
 /// Writes guest register `rt` (31 is `xzr`: nothing).
@@ -326,10 +339,7 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
         // SAFETY: Interrupts are off; the VTTBR comes from the VM's live
         // stage-2 tables (kept alive by `vm`), `hcr_guest` has E2H and not
         // TGE.
-        let exit = unsafe { switch::enter(&mut ctx, &mut v.arm.regs.sys, &mut v.run.fp, &cfg) };
-        let esr = sysreg::esr_el2();
-        let far = sysreg::far_el2();
-        let hpfar = sysreg::hpfar_el2();
+        let info = unsafe { switch::enter(&mut ctx, &mut v.arm.regs.sys, &mut v.run.fp, &cfg) };
         gv.exit_guest_mode();
         ctx.to_core(core);
         core.vregs = v.run.fp.v;
@@ -344,13 +354,13 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
         }
         gv.set_cpu(None);
 
-        let next = match exit {
+        let next = match info.exit {
             Exit::Irq | Exit::Fiq => Next::Guest,
             // An SError routed from the guest: the host took (or will take)
             // it; the guest continues (upstream injects a virtual SError
             // with RAS; kvm_rs has no vSError injection yet).
             Exit::Serror => Next::Guest,
-            Exit::Sync => handle_sync(v, run, esr, far, hpfar)?,
+            Exit::Sync => handle_sync(v, run, info.esr, info.far, info.hpfar)?,
         };
         if let Next::User = next {
             return Ok(());
@@ -414,7 +424,7 @@ impl Vcpu {
 }
 
 /// `handle_trap_exceptions()`.
-fn handle_sync(v: &mut Vcpu, run: &VcpuRun<'_>, esr: u64, far: u64, hpfar: u64) -> Result<Next, Errno> {
+fn handle_sync(v: &mut Vcpu, run: &VcpuRun<'_>, esr: u64, far: u64, hpfar: Option<u64>) -> Result<Next, Errno> {
     match esr::ec(esr) {
         esr::EC_WFX => {
             // WFE/WFET: a hint (`kvm_vcpu_on_spin()`); WFI/WFIT: halt.
@@ -484,7 +494,9 @@ fn wfi(v: &mut Vcpu, gv: &GenericVcpu) {
 }
 
 /// A stage-2 fault or an MMIO access (`kvm_handle_guest_abort()`).
-fn guest_abort(v: &mut Vcpu, run: &VcpuRun<'_>, esr: u64, far: u64, hpfar: u64) -> Result<Next, Errno> {
+fn guest_abort(v: &mut Vcpu, run: &VcpuRun<'_>, esr: u64, far: u64, hpfar: Option<u64>) -> Result<Next, Errno> {
+    // The guest changed its stage 1 under the fault: let it fault again.
+    let Some(hpfar) = hpfar else { return Ok(Next::Guest) };
     let iabt = esr::ec(esr) == esr::EC_IABT_LOW;
     let a = Abort::decode(esr);
     // HPFAR_EL2.FIPA (bits 47:12 in 43:4) and the page offset from FAR.
@@ -533,7 +545,7 @@ fn guest_abort(v: &mut Vcpu, run: &VcpuRun<'_>, esr: u64, far: u64, hpfar: u64) 
     let mut data = [0u8; 8];
     if a.write {
         let val = get_reg(&v.arm.regs.core.x, a.rt);
-        data = val.to_le_bytes();
+        data = esr::store_bytes(val, len, guest_is_be(v));
         let Some(d) = data.get(..len as usize) else { return Err(Errno::EINVAL) };
         if vm.mmio_write(ipa, d) {
             // An ioeventfd or coalesced zone took it: done in the kernel.
@@ -576,9 +588,9 @@ fn sysreg_trap(v: &mut Vcpu, run: &VcpuRun<'_>, esr: u64) -> Result<Next, Errno>
     }
     let now = super::counter();
     let write = (!s.read).then(|| get_reg(&v.arm.regs.core.x, s.rt));
-    let r = {
+    let (r, idst) = {
         let a = run.vm().arch().lock();
-        v.arm.guest_sysreg(&a, s.enc, write, now)
+        (v.arm.guest_sysreg(&a, s.enc, write, now), a.guest_has_idst())
     };
     match r {
         GuestSysreg::Read(val) => {
@@ -586,6 +598,11 @@ fn sysreg_trap(v: &mut Vcpu, run: &VcpuRun<'_>, esr: u64) -> Result<Next, Errno>
             skip_insn(v);
         }
         GuestSysreg::Written => skip_insn(v),
+        // FEAT_IDST: the ID space (op0 3, CRn 0) reports the trap itself
+        // (`kvm_inject_sync()` of the syndrome).
+        GuestSysreg::Undefined if idst && s.enc.op0() == 3 && s.enc.crn() == 0 && s.enc.op1() <= 3 => {
+            v.inject(esr, None);
+        }
         GuestSysreg::Undefined => {
             if !unknown_logged(s.enc) {
                 pr_info!(

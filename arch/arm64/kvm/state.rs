@@ -306,6 +306,13 @@ impl VmRegs {
         self.smccc
     }
 
+    /// Whether the guest has `FEAT_IDST` (`ID_AA64MMFR2_EL1.IDS`): an
+    /// unhandled access to the ID space is reported as a trapped system
+    /// register access, not an undefined instruction.
+    pub(crate) fn guest_has_idst(&self) -> bool {
+        self.has_feat(50, 0xf << 36)
+    }
+
     /// `CNTVOFF_EL2`: the VM's virtual counter offset.
     pub(crate) fn voffset(&self) -> u64 {
         self.voffset

@@ -561,7 +561,7 @@ macro_rules! guest_el1 {
 /// Interrupts are off (and stay off); `cfg.vttbr` points to live stage-2
 /// tables of the VM whose `VTCR_EL2` is `cfg.vtcr`, and `cfg.hcr` is a
 /// guest `HCR_EL2` with E2H set and TGE clear.
-pub(crate) unsafe fn enter(ctx: &mut Ctx, sys: &mut SysRegs, fp: &mut FpRegs, cfg: &Config) -> Exit {
+pub(crate) unsafe fn enter(ctx: &mut Ctx, sys: &mut SysRegs, fp: &mut FpRegs, cfg: &Config) -> ExitInfo {
     // Host state the guest's registers replace.
     let host_tpidr = mrs!("tpidr_el0");
     let host_tpidrro = mrs!("tpidrro_el0");
@@ -627,6 +627,22 @@ pub(crate) unsafe fn enter(ctx: &mut Ctx, sys: &mut SysRegs, fp: &mut FpRegs, cf
     // guest runs with the configuration above and every exception it takes
     // returns here through kvm_rs's vectors, the host's registers restored.
     let code = unsafe { kvm_rs_a64_guest_enter(ctx) };
+    let esr = mrs!("esr_el2");
+    let far = mrs!("far_el2");
+    let mut hpfar = Some(mrs!("hpfar_el2"));
+    if code == 0 && fault_needs_at(esr) {
+        // `__get_fault_info()`: HPFAR_EL2 may be UNKNOWN for a stage-2
+        // permission fault outside a stage-1 walk; translate FAR with the
+        // guest's stage 1 (still loaded, HCR_EL2 still the guest's). The
+        // guest's PAR_EL1 is kept.
+        let gpar = mrs!("par_el1");
+        // SAFETY: A translation in the guest's EL1&0 regime; it only
+        // writes PAR_EL1, restored below.
+        unsafe { core::arch::asm!("at s1e1r, {0}", "isb", in(reg) far, options(nostack)) };
+        let par = mrs!("par_el1");
+        msr!("par_el1", gpar);
+        hpfar = (par & 1 == 0).then_some((par & 0x0000_ffff_ffff_f000) >> 8);
+    }
 
     msr!("hcr_el2", host_hcr);
     // SAFETY: A context synchronisation: TGE is back before anything else.
@@ -669,10 +685,33 @@ pub(crate) unsafe fn enter(ctx: &mut Ctx, sys: &mut SysRegs, fp: &mut FpRegs, cf
     unsafe { kvm_rs_a64_fp_restore(&host_fp) };
     // SAFETY: A context synchronisation.
     unsafe { core::arch::asm!("isb", options(nostack)) };
-    match code {
+    let exit = match code {
         0 => Exit::Sync,
         1 => Exit::Irq,
         2 => Exit::Fiq,
         _ => Exit::Serror,
-    }
+    };
+    ExitInfo { exit, esr, far, hpfar }
+}
+
+/// Whether the syndrome is a stage-2 permission fault outside a stage-1
+/// walk (data or instruction abort from the guest), whose `HPFAR_EL2` may
+/// be UNKNOWN.
+const fn fault_needs_at(esr: u64) -> bool {
+    let ec = (esr >> 26) & 0x3f;
+    (ec == 0x20 || ec == 0x24) && esr & (1 << 7) == 0 && esr & 0x3c == 0x0c
+}
+
+/// What [`enter`] returns: the exit and the fault registers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ExitInfo {
+    /// Why the guest exited.
+    pub(crate) exit: Exit,
+    /// `ESR_EL2`.
+    pub(crate) esr: u64,
+    /// `FAR_EL2`.
+    pub(crate) far: u64,
+    /// `HPFAR_EL2`, or the IPA page of `FAR_EL2` in its format; `None` when
+    /// that translation failed (the guest's stage 1 changed: retry).
+    pub(crate) hpfar: Option<u64>,
 }

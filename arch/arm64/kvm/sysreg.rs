@@ -108,18 +108,6 @@ read_sysreg!(
     id_aa64mmfr2_el1, "id_aa64mmfr2_el1"
 );
 read_sysreg!(
-    /// `ESR_EL2`: the syndrome of the last exception taken to EL2.
-    esr_el2, "esr_el2"
-);
-read_sysreg!(
-    /// `FAR_EL2`: the faulting virtual address of the last abort.
-    far_el2, "far_el2"
-);
-read_sysreg!(
-    /// `HPFAR_EL2`: the faulting IPA (bits 47:12 in bits 43:4).
-    hpfar_el2, "hpfar_el2"
-);
-read_sysreg!(
     /// `CNTVCT_EL0` as the host sees it (no offset with `TGE` set).
     cntvct_el0, "cntvct_el0"
 );
