@@ -623,8 +623,10 @@ impl Arch for Host {
         Ok(())
     }
 
-    // With VHE the host kernel already runs at EL2: nothing to turn on per
-    // CPU until the world switch brings vGIC and timer state.
+    // With VHE the host kernel already runs at EL2, and the world switch
+    // sets every EL2 control it needs at each entry (and restores the
+    // host's at each exit): nothing to turn on or off per CPU until the
+    // vGIC and timer state come.
     fn enable_cpu() -> Result {
         Ok(())
     }
@@ -683,9 +685,10 @@ impl Arch for Host {
 /// group is `ENXIO`.
 ///
 /// Upstream's only group is `KVM_ARM_VM_SMCCC_CTRL` (the SMCCC filter,
-/// which decides which hypercalls exit to userspace). kvm_rs does not
-/// handle hypercalls yet, so it has no filter and answers `ENXIO` there
-/// too, where upstream answers 0 to `HAS` of `KVM_ARM_VM_SMCCC_FILTER`.
+/// which decides which hypercalls exit to userspace). kvm_rs handles the
+/// guest's SMCCC/PSCI calls in the kernel only (`hypercalls.rs`) and has no
+/// filter yet, so it answers `ENXIO` there too, where upstream answers 0 to
+/// `HAS` of `KVM_ARM_VM_SMCCC_FILTER`.
 fn vm_attr(_attr: &DeviceAttr) -> Result<(), Errno> {
     Err(Errno::ENXIO)
 }

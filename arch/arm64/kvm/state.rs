@@ -13,7 +13,7 @@
 //!
 //! # Layout for the world switch
 //!
-//! [`VcpuRegs`] is what a future world switch loads into the CPU on guest
+//! [`VcpuRegs`] is what the world switch (`switch.rs`) loads into the CPU on guest
 //! entry and saves on exit (upstream's `kvm_cpu_context`): [`CoreRegs`]
 //! (general-purpose, PC, PSTATE, FP/SIMD), [`SysRegs`] (the EL1/EL0 system
 //! registers, the EL1 timers' control and compare values, the AArch32
