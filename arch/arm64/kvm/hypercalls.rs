@@ -7,8 +7,7 @@
 //! VM's and other vCPUs' side through [`Env`].
 //!
 //! Not offered (kvm_rs has no such feature; upstream handles them): TRNG,
-//! PV time, the PTP vendor call, `SYSTEM_SUSPEND` (the capability is not
-//! claimed), the SMCCC filter (no `KVM_ARM_VM_SMCCC_CTRL`); those calls
+//! PV time, the PTP vendor call, the SMCCC filter (no `KVM_ARM_VM_SMCCC_CTRL`); those calls
 //! answer `NOT_SUPPORTED` even when the feature bitmaps allow them.
 
 /// `SMCCC_RET_NOT_SUPPORTED` / `PSCI_RET_NOT_SUPPORTED`.
@@ -97,6 +96,8 @@ pub(crate) trait Env {
     fn has_ssbs(&self) -> bool;
     /// Whether the calling vCPU is in AArch32 state.
     fn is_32bit(&self) -> bool;
+    /// `KVM_ARCH_FLAG_SYSTEM_SUSPEND_ENABLED` (`KVM_CAP_ARM_SYSTEM_SUSPEND`).
+    fn system_suspend_enabled(&self) -> bool;
     /// `kvm_psci_vcpu_on()` of the vCPU with MPIDR affinity `mpidr`:
     /// `None` if there is none; else whether it was stopped (then it is now
     /// powered on at `pc` with `x0`), `Err(pending)` if not stopped
@@ -119,6 +120,9 @@ pub(crate) enum Outcome {
     /// As [`Outcome::Ret`], then every vCPU stops and the run exits with
     /// `KVM_EXIT_SYSTEM_EVENT` of `ty` and `flags` (`data[0]`).
     SystemEvent { ty: u32, flags: u64, regs: [Option<u64>; 4] },
+    /// `SYSTEM_SUSPEND` (`kvm_psci_system_suspend()`): the run exits with
+    /// `KVM_EXIT_SYSTEM_EVENT` `SUSPEND` (no data), registers untouched.
+    SystemSuspend,
 }
 
 /// `smccc_set_retval()`.
@@ -293,12 +297,17 @@ fn psci_1x(f: u32, x: [u64; 4], minor: u32, env: &mut impl Env) -> Outcome {
                     a if (a == fn32(SYSTEM_RESET2) || a == fn64(SYSTEM_RESET2)) && minor >= 1 => 0,
                     // PSCI_1_3_OFF_TYPE_HIBERNATE_OFF.
                     a if (a == fn32(SYSTEM_OFF2) || a == fn64(SYSTEM_OFF2)) && minor >= 3 => 1,
-                    // SYSTEM_SUSPEND: KVM_CAP_ARM_SYSTEM_SUSPEND is not offered.
+                    a if (a == fn32(SYSTEM_SUSPEND) || a == fn64(SYSTEM_SUSPEND)) && env.system_suspend_enabled() => 0,
                     _ => NOT_SUPPORTED,
                 }
             }
         }
-        f if f == fn32(SYSTEM_SUSPEND) || f == fn64(SYSTEM_SUSPEND) => NOT_SUPPORTED,
+        f if f == fn32(SYSTEM_SUSPEND) || f == fn64(SYSTEM_SUSPEND) => {
+            if env.system_suspend_enabled() {
+                return Outcome::SystemSuspend;
+            }
+            NOT_SUPPORTED
+        }
         f if f == fn32(SYSTEM_RESET2) || f == fn64(SYSTEM_RESET2) => {
             if minor < 1 {
                 NOT_SUPPORTED
@@ -361,11 +370,21 @@ mod host_tests {
         suspended: bool,
         started: Option<(u64, u64, u64)>,
         bitmaps: [u64; 4],
+        system_suspend: bool,
     }
 
     impl T {
         fn new(version: u64) -> T {
-            T { version, on: [true, false, false, false], pending: false, off_self: false, suspended: false, started: None, bitmaps: [1, 1, 3, 0] }
+            T {
+                version,
+                on: [true, false, false, false],
+                pending: false,
+                off_self: false,
+                suspended: false,
+                started: None,
+                bitmaps: [1, 1, 3, 0],
+                system_suspend: false,
+            }
         }
     }
 
@@ -388,6 +407,9 @@ mod host_tests {
         }
         fn is_32bit(&self) -> bool {
             false
+        }
+        fn system_suspend_enabled(&self) -> bool {
+            self.system_suspend
         }
         fn cpu_on(&mut self, mpidr: u64, pc: u64, x0: u64) -> Option<Result<(), bool>> {
             let i = usize::try_from(mpidr).ok().filter(|&i| i < 4)?;
@@ -494,5 +516,10 @@ mod host_tests {
         assert_eq!(call([fn64(SYSTEM_OFF2) as u64, 2, 0, 0], &mut t), ret(INVALID_PARAMS, 0, 0, 0));
         let mut t = T::new(0x1_0002);
         assert_eq!(call([fn64(SYSTEM_OFF2) as u64, 1, 0, 0], &mut t), ret(M1, 0, 0, 0));
+        // SYSTEM_SUSPEND only with the capability.
+        assert_eq!(call([fn64(SYSTEM_SUSPEND) as u64, 0x1000, 7, 0], &mut t), ret(M1, 0, 0, 0));
+        t.system_suspend = true;
+        assert_eq!(call([PSCI_FEATURES as u64, fn64(SYSTEM_SUSPEND) as u64, 0, 0], &mut t), ret(0, 0, 0, 0));
+        assert_eq!(call([fn64(SYSTEM_SUSPEND) as u64, 0x1000, 7, 0], &mut t), Outcome::SystemSuspend);
     }
 }

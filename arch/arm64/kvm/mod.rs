@@ -166,6 +166,8 @@ pub(crate) struct Vm {
     /// `KVM_ARCH_FLAG_RETURN_NISV_IO_ABORT_TO_USER`
     /// (`KVM_CAP_ARM_NISV_TO_USER`).
     nisv_to_user: bool,
+    /// `KVM_ARCH_FLAG_SYSTEM_SUSPEND_ENABLED` (`KVM_CAP_ARM_SYSTEM_SUSPEND`).
+    system_suspend: bool,
 }
 
 impl core::ops::Deref for Vm {
@@ -392,7 +394,7 @@ impl Arch for Host {
 
     fn vm_create() -> Result<Vm, Errno> {
         let power = Arc::new(run::PowerTable::new()?, GFP_KERNEL_ACCOUNT).map_err(|_| Errno::ENOMEM)?;
-        Ok(Vm { regs: VmRegs::new(host_facts()), power, nisv_to_user: false })
+        Ok(Vm { regs: VmRegs::new(host_facts()), power, nisv_to_user: false, system_suspend: false })
     }
 
     fn vm_gpa_bits(ty: usize) -> Result<u32, Errno> {
@@ -424,7 +426,8 @@ impl Arch for Host {
         match c {
             cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID | cap::ARM_VM_IPA_SIZE
             | cap::READONLY_MEM | cap::IMMEDIATE_EXIT | cap::ONE_REG | cap::ARM_SUPPORTED_REG_MASK_RANGES
-            | cap::ARM_WRITABLE_IMP_ID_REGS | cap::ARM_PSCI | cap::ARM_PSCI_0_2 | cap::ARM_NISV_TO_USER => {
+            | cap::ARM_WRITABLE_IMP_ID_REGS | cap::ARM_PSCI | cap::ARM_PSCI_0_2 | cap::ARM_NISV_TO_USER
+            | cap::ARM_SYSTEM_SUSPEND => {
                 vm_limits::arm64_check_extension(&Self::host_caps(vm), c)
             }
             // The run loop exists: MP state and ioeventfds (signalled by
@@ -458,6 +461,10 @@ impl Arch for Host {
             }
             cap::ARM_NISV_TO_USER => {
                 vm.nisv_to_user = true;
+                Ok(VmCapChange::None)
+            }
+            cap::ARM_SYSTEM_SUSPEND => {
+                vm.system_suspend = true;
                 Ok(VmCapChange::None)
             }
             _ => Err(Errno::EINVAL),
@@ -549,6 +556,7 @@ impl Arch for Host {
         id: u64,
         write: impl FnOnce(&[u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
+        pending_reset(vcpu, vm);
         vcpu.arm.get(vm, id, counter(), write)
     }
 
@@ -558,6 +566,7 @@ impl Arch for Host {
         id: u64,
         read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
+        pending_reset(vcpu, vm);
         vcpu.arm.set(vm, id, counter(), read)
     }
 
@@ -676,6 +685,16 @@ impl Arch for Host {
     fn device_ops(_ty: u32) -> Option<&'static VmDeviceOps> {
         // KVM_DEV_TYPE_ARM_VGIC_V3 (and _ITS) will come with the vGIC.
         None
+    }
+}
+
+/// A PSCI `CPU_ON` reset owed to `vcpu`, applied before a ONE_REG access
+/// so that userspace sees the registers after it (`kvm_arch_vcpu_ioctl()`
+/// of `KVM_{GET,SET}_ONE_REG`).
+fn pending_reset(vcpu: &mut Vcpu, vm: &mut Vm) {
+    if let Some((pc, x0)) = vcpu.power.take_reset(vcpu.idx) {
+        vcpu.arm.reset_for_cpu_on(vm, pc, x0);
+        vcpu.run = run::RunState::new();
     }
 }
 

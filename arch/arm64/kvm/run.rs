@@ -151,7 +151,7 @@ impl PowerTable {
     }
 
     /// Takes a pending `CPU_ON` reset of vCPU `idx`: its `pc` and `x0`.
-    fn take_reset(&self, idx: usize) -> Option<(u64, u64)> {
+    pub(crate) fn take_reset(&self, idx: usize) -> Option<(u64, u64)> {
         let s = self.slot(idx)?;
         if !s.reset_pending.load(Ordering::Acquire) {
             return None;
@@ -632,16 +632,17 @@ fn unknown_logged(enc: Enc) -> bool {
 /// The firmware call of the guest in `x0`-`x3` (`kvm_smccc_call_handler()`).
 fn hypercall(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<Next, Errno> {
     let x = [v.arm.regs.core.x[0], v.arm.regs.core.x[1], v.arm.regs.core.x[2], v.arm.regs.core.x[3]];
-    let (version, bitmaps, spectre, ssbs) = {
+    let (version, bitmaps, spectre, ssbs, system_suspend) = {
         let a = run.vm().arch().lock();
         let m = |n: u64| a.guest_wa_level(n);
-        (a.guest_psci_version(), a.smccc_bitmaps(), [m(1), m(2), m(3)], a.guest_has_ssbs())
+        (a.guest_psci_version(), a.smccc_bitmaps(), [m(1), m(2), m(3)], a.guest_has_ssbs(), a.system_suspend)
     };
     let mut env = CallEnv {
         version,
         bitmaps,
         spectre,
         ssbs,
+        system_suspend,
         pstate: v.arm.regs.core.pstate,
         vm: run.vm(),
         me: v.idx,
@@ -653,6 +654,15 @@ fn hypercall(v: &mut Vcpu, run: &VcpuRun<'_>) -> Result<Next, Errno> {
     let (regs, event) = match out {
         Outcome::Ret(r) => (r, None),
         Outcome::SystemEvent { ty, flags, regs } => (regs, Some((ty, flags))),
+        Outcome::SystemSuspend => {
+            // `kvm_psci_system_suspend()`: no register changes, no data,
+            // the other vCPUs keep their state.
+            let mut b = [0u8; 8 + 16 * 8];
+            b[0..4].copy_from_slice(&uapi::KVM_SYSTEM_EVENT_SUSPEND.to_ne_bytes());
+            run.write(RUN_UNION, &b);
+            run.set_exit_reason(uapi::KVM_EXIT_SYSTEM_EVENT);
+            return Ok(Next::User);
+        }
     };
     for (i, r) in regs.iter().enumerate() {
         if let (Some(val), Some(slot)) = (r, v.arm.regs.core.x.get_mut(i)) {
@@ -684,6 +694,8 @@ struct CallEnv<'a> {
     /// `get_kernel_wa_level()` of workarounds 1-3.
     spectre: [u64; 3],
     ssbs: bool,
+    /// `KVM_CAP_ARM_SYSTEM_SUSPEND` is enabled.
+    system_suspend: bool,
     pstate: u64,
     vm: &'a Vm,
     me: usize,
@@ -721,6 +733,10 @@ impl Env for CallEnv<'_> {
 
     fn is_32bit(&self) -> bool {
         is_32bit(self.pstate)
+    }
+
+    fn system_suspend_enabled(&self) -> bool {
+        self.system_suspend
     }
 
     fn cpu_on(&mut self, mpidr: u64, pc: u64, x0: u64) -> Option<Result<(), bool>> {
