@@ -1221,7 +1221,7 @@ static void a64_on_alarm(int sig) { (void)sig; }
 #define A64_N(a) (sizeof(a) / sizeof((a)[0]))
 
 static void a64_guest(int kvm, long mmap_size, const char *name, const uint32_t *code,
-		      unsigned int ncode, uint32_t slot_flags, int nisv_to_user)
+		      unsigned int ncode, uint32_t slot_flags, int enable_cap)
 {
 	static const uint32_t trap[] = { MRS(0, 0, 5, 2, 0), MRS(1, 0, 6, 0, 0), MRS(2, 0, 4, 0, 1),
 					 A64_DONE_INSN };
@@ -1252,10 +1252,10 @@ static void a64_guest(int kvm, long mmap_size, const char *name, const uint32_t 
 		.userspace_addr = (uint64_t)(uintptr_t)mem };
 	snprintf(what, sizeof(what), "a64g %s memslot", name);
 	IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
-	if (nisv_to_user) {
-		struct kvm_enable_cap ec = { .cap = KVM_CAP_ARM_NISV_TO_USER };
+	if (enable_cap) {
+		struct kvm_enable_cap ec = { .cap = enable_cap };
 
-		snprintf(what, sizeof(what), "a64g %s ENABLE_CAP(ARM_NISV_TO_USER)", name);
+		snprintf(what, sizeof(what), "a64g %s ENABLE_CAP(%d)", name, enable_cap);
 		IOCTL(what, vm, KVM_ENABLE_CAP, &ec);
 	}
 	snprintf(what, sizeof(what), "a64g %s vCPU", name);
@@ -1294,7 +1294,7 @@ static void a64_guest(int kvm, long mmap_size, const char *name, const uint32_t 
 		snprintf(what, sizeof(what), "a64g %s run %d", name, k);
 		if (ret < 0) {
 			step(what, ret, 0);
-			if (errno == ENOSYS && k == 0 && !nisv_to_user)
+			if (errno == ENOSYS && k == 0 && !enable_cap)
 				continue; /* once more: the same fault, the same answer */
 			break;
 		}
@@ -1444,6 +1444,11 @@ static void a64_guests(int kvm, long mmap_size)
 	/* Executing outside the memslots: a prefetch abort for the guest. */
 	static const uint32_t iabt[] = { 0xd2a40009u, /* movz x9, #0x2000, lsl 16 */
 					 0xd61f0120u, /* br x9 */ };
+	/* PSCI_FEATURES(SYSTEM_SUSPEND64), then SYSTEM_SUSPEND64(0x100, 7). */
+	static const uint32_t suspend[] = {
+		MOVZ(0, 0x8400, 1), MOVK(0, 0xa, 0), MOVZ(1, 0xc400, 1), MOVK(1, 0xe, 0), A64_HVC, MOVX(5, 0),
+		MOVZ(0, 0xc400, 1), MOVK(0, 0xe, 0), MOVZ(1, 0x100, 0), MOVZ(2, 7, 0), A64_HVC, A64_DONE_INSN,
+	};
 	/* An SMC #0 is a firmware call too; WFE is a hint. */
 	static const uint32_t smc[] = { 0xd503205fu, /* wfe */ MOVZ(0, 0x8400, 1), 0xd4000003u, /* smc #0 */
 					MOVX(5, 0), A64_DONE_INSN };
@@ -1455,10 +1460,12 @@ static void a64_guests(int kvm, long mmap_size)
 	a64_guest(kvm, mmap_size, "cpu on", cpu_on_bad, A64_N(cpu_on_bad), 0, 0);
 	a64_guest(kvm, mmap_size, "ro write", ro_write, A64_N(ro_write), KVM_MEM_READONLY, 0);
 	a64_guest(kvm, mmap_size, "nisv", nisv, A64_N(nisv), 0, 0);
-	a64_guest(kvm, mmap_size, "nisv to user", nisv, A64_N(nisv), 0, 1);
+	a64_guest(kvm, mmap_size, "nisv to user", nisv, A64_N(nisv), 0, KVM_CAP_ARM_NISV_TO_USER);
 	a64_guest(kvm, mmap_size, "id regs", id_regs, A64_N(id_regs), 0, 0);
 	a64_guest(kvm, mmap_size, "iabt", iabt, A64_N(iabt), 0, 0);
 	a64_guest(kvm, mmap_size, "smc", smc, A64_N(smc), 0, 0);
+	a64_guest(kvm, mmap_size, "system suspend off", suspend, A64_N(suspend), 0, 0);
+	a64_guest(kvm, mmap_size, "system suspend", suspend, A64_N(suspend), 0, KVM_CAP_ARM_SYSTEM_SUSPEND);
 }
 #endif
 
