@@ -1374,6 +1374,83 @@ out_mem:
 	munmap(mem, A64_RAM);
 }
 
+/*
+ * Host memory behind a guest page changes while the guest has it mapped:
+ * the guest reads the page, userspace drops it (MADV_DONTNEED) and writes
+ * a new value into the fresh page, the guest reads again and must see the
+ * new value (the MMU notifier unmapped the stage-2 page and flushed).
+ */
+static void a64_remap_guest(int kvm, long mmap_size)
+{
+	static const uint32_t code[] = {
+		0xf94002a5u, /* ldr x5, [x21] */
+		A64_DONE_INSN,
+		0xf94002a6u, /* ldr x6, [x21] */
+		A64_DONE_INSN,
+	};
+	struct kvm_userspace_memory_region r;
+	struct kvm_vcpu_init init;
+	struct kvm_run *run;
+	char what[120];
+	uint64_t v;
+	uint8_t *mem;
+	int vm, vcpu, k;
+
+	vm = IOCTL_FD("a64g remap VM", kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return;
+	mem = mmap(NULL, A64_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		close(vm);
+		return;
+	}
+	memcpy(mem, code, sizeof(code));
+	v = 0x1111;
+	memcpy(mem + 0x1000, &v, 8);
+	r = (struct kvm_userspace_memory_region){ .slot = 0, .guest_phys_addr = 0,
+		.memory_size = A64_RAM, .userspace_addr = (uint64_t)(uintptr_t)mem };
+	IOCTL("a64g remap memslot", vm, KVM_SET_USER_MEMORY_REGION, &r);
+	vcpu = IOCTL_FD("a64g remap vCPU", vm, KVM_CREATE_VCPU, 0);
+	if (vcpu < 0)
+		goto out_mem;
+	memset(&init, 0, sizeof(init));
+	init.target = KVM_ARM_TARGET_GENERIC_V8;
+	IOCTL("a64g remap VCPU_INIT", vcpu, KVM_ARM_VCPU_INIT, &init);
+	run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (run == MAP_FAILED)
+		goto out_vcpu;
+	v = 0x1000;
+	one_reg(vcpu, KVM_SET_ONE_REG, CORE(CORE_OFF(regs.regs[21]), KVM_REG_SIZE_U64), &v);
+	v = A64_DONE;
+	one_reg(vcpu, KVM_SET_ONE_REG, CORE(CORE_OFF(regs.regs[28]), KVM_REG_SIZE_U64), &v);
+	for (k = 0; k < 2; k++) {
+		snprintf(what, sizeof(what), "a64g remap run %d", k);
+		alarm(3);
+		if (IOCTL(what, vcpu, KVM_RUN, 0) == 0)
+			printf("%s exit: exit_reason %u mmio addr %#llx\n", what, run->exit_reason,
+			       (unsigned long long)run->mmio.phys_addr);
+		alarm(0);
+		if (k == 0) {
+			printf("a64g remap madvise(DONTNEED): %d\n",
+			       madvise(mem + 0x1000, 0x1000, MADV_DONTNEED));
+			v = 0x2222;
+			memcpy(mem + 0x1000, &v, 8);
+		}
+	}
+	v = 0;
+	if (GET("a64g remap x5", vcpu, CORE(CORE_OFF(regs.regs[5]), KVM_REG_SIZE_U64), &v) == 0)
+		printf("a64g remap x5 value: %#llx\n", (unsigned long long)v);
+	v = 0;
+	if (GET("a64g remap x6", vcpu, CORE(CORE_OFF(regs.regs[6]), KVM_REG_SIZE_U64), &v) == 0)
+		printf("a64g remap x6 value: %#llx\n", (unsigned long long)v);
+	munmap(run, mmap_size);
+out_vcpu:
+	close(vcpu);
+out_mem:
+	close(vm);
+	munmap(mem, A64_RAM);
+}
+
 static void a64_guests(int kvm, long mmap_size)
 {
 	/* Every width and sign of MMIO load, then of store, xzr both ways. */
@@ -1466,6 +1543,7 @@ static void a64_guests(int kvm, long mmap_size)
 	a64_guest(kvm, mmap_size, "smc", smc, A64_N(smc), 0, 0);
 	a64_guest(kvm, mmap_size, "system suspend off", suspend, A64_N(suspend), 0, 0);
 	a64_guest(kvm, mmap_size, "system suspend", suspend, A64_N(suspend), 0, KVM_CAP_ARM_SYSTEM_SUSPEND);
+	a64_remap_guest(kvm, mmap_size);
 }
 #endif
 
