@@ -364,6 +364,13 @@ impl Arch for Host {
             pr_err!("HCR_EL2.E2H is clear: the kernel is not a VHE host\n");
             return Err(ENODEV);
         }
+        if cpus_have_cap(bindings::ARM64_HAS_GIC_PRIO_MASKING) {
+            // Pseudo-NMIs: "interrupts off" is a GIC priority mask, which
+            // would also keep the host's interrupts from making a running
+            // guest exit; the world switch does not switch the PMR.
+            pr_err!("the kernel masks interrupts by GIC priority (pseudo-NMI): not supported\n");
+            return Err(ENODEV);
+        }
         let Some(pa_bits) = sysreg::parange_bits(sysreg::id_aa64mmfr0_el1()) else {
             pr_err!("reserved ID_AA64MMFR0_EL1.PARange: cannot size the IPA space\n");
             return Err(ENODEV);
