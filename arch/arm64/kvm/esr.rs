@@ -112,7 +112,8 @@ impl Abort {
         let len = (self.len as usize).min(8);
         let mut b = [0u8; 8];
         for (i, d) in b.iter_mut().enumerate().take(len) {
-            *d = if be { data[len - 1 - i] } else { data[i] };
+            let src = if be { len - 1 - i } else { i };
+            *d = data.get(src).copied().unwrap_or(0);
         }
         let mut v = u64::from_le_bytes(b);
         if self.sign_extend && len < 8 {
@@ -137,7 +138,7 @@ pub(crate) fn store_bytes(val: u64, len: u32, be: bool) -> [u8; 8] {
     let len = (len as usize).min(8);
     let mut b = [0u8; 8];
     for (i, d) in b.iter_mut().enumerate().take(len) {
-        *d = le[len - 1 - i];
+        *d = le.get(len - 1 - i).copied().unwrap_or(0);
     }
     b
 }
