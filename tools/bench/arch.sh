@@ -6,7 +6,9 @@ riscv64)
 	cross=riscv64-linux-gnu-
 	qemu=qemu-system-riscv64
 	# HS-mode host: the H extension, with Sstc/Svadu as QEMU's rv64 has them.
-	qemu_machine=(-M virt -cpu rv64,h=true,sscofpmf=true)
+	# HOST_CPU_OPTS adds CPU properties, e.g. sstc=false for a host whose
+	# guests get their timer from an hrtimer instead of vstimecmp.
+	qemu_machine=(-M virt -cpu "rv64,h=true,sscofpmf=true${HOST_CPU_OPTS:+,$HOST_CPU_OPTS}")
 	console=ttyS0
 	# riscv64 upstream KVM is the module kvm.ko: it is simply not loaded
 	# when kvm_rs serves /dev/kvm.
@@ -18,7 +20,7 @@ arm64)
 	qemu=qemu-system-aarch64
 	# EL2 available; the kernel finalises to VHE at EL2. pauth-impdef keeps
 	# TCG fast (the architected QARMA is slow to emulate).
-	qemu_machine=(-M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on)
+	qemu_machine=(-M virt,virtualization=on,gic-version=3 -cpu "max,pauth-impdef=on${HOST_CPU_OPTS:+,$HOST_CPU_OPTS}")
 	console=ttyAMA0
 	# In-tree KVM is built in: keep it off so EL2 and /dev/kvm are ours.
 	host_append_kvm_rs="kvm-arm.mode=none"

@@ -59,6 +59,14 @@ for arch in $arches; do
 		rm -f "$out/results/kvm-diff.txt"
 		stage "$arch/kvm-diff(kvm_rs vmid_bits=1)" env KVM_DIFF_MODARGS=vmid_bits=1 make -s kvm-diff ARCH="$arch" || true
 		collect "$out/results/kvm-diff.txt" "$arch/kvm-diff(vmid_bits=1): "
+		# riscv64 once more on another host CPU: without Sstc (the guest
+		# timer is the hrtimer fallback on both backends: kvm-diff's timer
+		# guests) and with Zkr (a guest's "csrw seed" becomes
+		# KVM_EXIT_RISCV_CSR on both).
+		rm -f "$out/results/kvm-diff.txt"
+		stage "$arch/kvm-diff(host without Sstc, with Zkr)" env HOST_CPU_OPTS=sstc=false,zkr=true \
+			make -s kvm-diff ARCH="$arch" || true
+		collect "$out/results/kvm-diff.txt" "$arch/kvm-diff(no Sstc, Zkr): "
 	fi
 	# Module life: VMs created and destroyed in a loop, CPU hotplug,
 	# suspend, unload, kmemleak (tools/bench/host-lifecycle.sh).
@@ -72,6 +80,14 @@ for arch in $arches; do
 	case " ${NESTED_KVM_RS_ARCHES-riscv64} " in
 	*" $arch "*) stage "$arch/nested-guest(kvm_rs)" make -s run ARCH="$arch" BACKEND=kvm_rs || true ;;
 	esac
+	# riscv64: both again on a host without Sstc (the guest timer is an
+	# hrtimer; the nested guest's 0.3 s sleep needs it).
+	if [ "$arch" = riscv64 ]; then
+		stage "$arch/nested-guest(upstream kvm, host without Sstc)" env HOST_CPU_OPTS=sstc=false \
+			make -s run ARCH="$arch" BACKEND=kvm || true
+		stage "$arch/nested-guest(kvm_rs, host without Sstc)" env HOST_CPU_OPTS=sstc=false \
+			make -s run ARCH="$arch" BACKEND=kvm_rs || true
+	fi
 	# The upstream selftests on kvm_rs: the host must survive the run; the
 	# tests of tools/testing/selftests/expected-<arch>.txt must pass (full
 	# timeout); the others run with a short timeout, to report extra passes.

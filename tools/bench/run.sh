@@ -3,7 +3,7 @@
 # upstream KVM), probe /dev/kvm, boot the nested guest with Debian's QEMU
 # -accel kvm, and report what happened.
 # Env: RUN_MODARGS: parameters for kvm_rs.ko (BACKEND=kvm_rs only; e.g.
-# riscv_no_sstc=1), as kvm-diff.sh's KVM_DIFF_MODARGS.
+# vmid_bits=1), as kvm-diff.sh's KVM_DIFF_MODARGS.
 . "$(dirname "$0")/lib.sh"
 arch=${1:?usage: run.sh ARCH}
 . "$KVMRS_TOP/tools/bench/arch.sh"

@@ -8,8 +8,10 @@
 # (make check uses it to bound the run while still seeing extra passes),
 # ST_DEFAULT_ARGS=1: ignore tools/testing/selftests/args.txt and run every
 # test without arguments, exactly as upstream's kselftest runner.
+# tools/testing/selftests/retry.txt: tests run once more after a failure
+# whose output shows a documented race in the test itself.
 # ST_MODARGS: parameters for kvm_rs.ko (BACKEND=kvm_rs only; e.g.
-# riscv_no_sstc=1), passed as kvm-diff.sh's KVM_DIFF_MODARGS.
+# vmid_bits=1), passed as kvm-diff.sh's KVM_DIFF_MODARGS.
 # Writes build/<arch>/selftests-<backend>.json and prints a table.
 . "$(dirname "$0")/lib.sh"
 arch=${1:?usage: selftests.sh ARCH}
@@ -53,7 +55,12 @@ while read -r t; do
 	fi
 	echo "$t $tt $a"
 	total=$((total + tt + 5))
+	# A test with a retry rule may run twice.
+	if awk -v t="$t" '$1 == t { f = 1 } END { exit !f }' "$KVMRS_TOP/tools/testing/selftests/retry.txt"; then
+		total=$((total + tt + 5))
+	fi
 done <"$share/names" >"$plan"
+sed -e '/^#/d' -e '/^[[:space:]]*$/d' "$KVMRS_TOP/tools/testing/selftests/retry.txt" >"$share/retry.txt"
 
 extra=()
 if [ "$backend" = kvm_rs ] && [ -n "${ST_MODARGS:-}" ]; then

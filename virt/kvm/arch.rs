@@ -243,9 +243,14 @@ pub(crate) trait Arch {
     ///   pseudo-registers (`_FW`, `_FW_FEAT_BMAP`: `ENOENT` unless 64-bit),
     ///   system registers (`ENOENT` unless listed and 64-bit; timer
     ///   registers included), CCSIDR (`_DEMUX`, 32-bit).
+    ///
+    /// `shared` is the vCPU's [`Arch::VcpuShared`] (riscv64: a read of
+    /// `sip` first flushes the interrupts raised from other threads into
+    /// it, as upstream's `kvm_riscv_vcpu_flush_interrupts()`).
     fn get_one_reg(
         vcpu: &mut Self::Vcpu,
         vm: &mut Self::Vm,
+        shared: &Self::VcpuShared,
         id: u64,
         write: impl FnOnce(&[u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno>;
@@ -263,9 +268,13 @@ pub(crate) trait Arch {
     ///   PSTATE's mode, system registers check their writable fields (ID
     ///   registers: no feature beyond the sanitised host value), firmware
     ///   registers their version/feature rules.
+    ///
+    /// `shared` as for get (riscv64: writing `sip` drops the interrupt
+    /// changes not yet flushed, as upstream).
     fn set_one_reg(
         vcpu: &mut Self::Vcpu,
         vm: &mut Self::Vm,
+        shared: &Self::VcpuShared,
         id: u64,
         read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno>;

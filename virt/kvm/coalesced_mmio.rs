@@ -165,10 +165,8 @@ impl<A: Alloc> Zones<A> {
             let hit = matches!(self.zones.as_slice().get(i),
                 Some(z) if z.pio == zone.pio && z.contains(zone.addr, zone.size));
             if hit {
-                // Move the last zone into slot `i` and drop the match.
-                let last = self.zones.len() - 1;
-                self.zones.as_mut_slice().swap(i, last);
-                self.zones.pop();
+                // The last zone moves into slot `i`: look at `i` again.
+                self.zones.remove_unordered(i);
             } else {
                 i += 1;
             }

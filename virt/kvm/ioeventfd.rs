@@ -230,12 +230,8 @@ impl<A: Alloc, E: PartialEq> Ioeventfds<A, E> {
         let Some(index) = found else {
             return Err(Errno::ENOENT);
         };
-        // Order does not matter: move the entry to the end and drop it
-        // there (which releases its eventfd).
-        let slice = self.entries.as_mut_slice();
-        let last = slice.len().saturating_sub(1);
-        slice.swap(index, last);
-        drop(self.entries.pop());
+        // Order does not matter. Dropping the entry releases its eventfd.
+        drop(self.entries.remove_unordered(index));
         Ok(())
     }
 }

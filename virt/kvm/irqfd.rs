@@ -200,11 +200,8 @@ impl<A: Alloc, E: PartialEq, C> Irqfds<A, E, C> {
         let Some(index) = found else {
             return;
         };
-        // Order does not matter: move the entry to the end and drop it.
-        let slice = self.entries.as_mut_slice();
-        let last = slice.len().saturating_sub(1);
-        slice.swap(index, last);
-        drop(self.entries.pop());
+        // Order does not matter.
+        drop(self.entries.remove_unordered(index));
     }
 
     /// `kvm_irqfd_release()`: drops every irqfd (the VM is going away).

@@ -50,6 +50,19 @@ pub(crate) trait Storage<T> {
     /// Removes every element (keeps the capacity).
     fn clear(&mut self);
 
+    /// Removes and returns the element at `index`, moving the last element
+    /// into its place (the order is not kept); `None`, and nothing
+    /// removed, if `index` is out of bounds. For the registries whose order
+    /// does not matter (coalesced MMIO zones, ioeventfds, irqfds).
+    fn remove_unordered(&mut self, index: usize) -> Option<T> {
+        let last = self.len().checked_sub(1)?;
+        if index > last {
+            return None;
+        }
+        self.as_mut_slice().swap(index, last);
+        self.pop()
+    }
+
     /// Appends `n` copies of `value`; on `ENOMEM` the vector may have grown
     /// partially (callers discard it then).
     fn try_extend_with(&mut self, n: usize, value: T) -> Result<(), Errno>
@@ -218,5 +231,26 @@ mod host_tests {
         assert_eq!(Storage::pop(&mut v), Some(1));
         Storage::clear(&mut v);
         assert_eq!(Storage::len(&v), 0);
+    }
+
+    #[test]
+    fn remove_unordered_moves_the_last_into_the_hole() {
+        let mut v: std::vec::Vec<u32> = StdAlloc::new_vec();
+        assert_eq!(v.remove_unordered(0), None);
+        assert_eq!(v.try_extend_with(1, 10), Ok(()));
+        for x in [11, 12, 13] {
+            assert_eq!(v.try_push(x), Ok(()));
+        }
+        assert_eq!(v.remove_unordered(4), None);
+        assert_eq!(v.remove_unordered(usize::MAX), None);
+        assert_eq!(Storage::as_slice(&v), &[10, 11, 12, 13]);
+        assert_eq!(v.remove_unordered(1), Some(11));
+        assert_eq!(Storage::as_slice(&v), &[10, 13, 12]);
+        assert_eq!(v.remove_unordered(2), Some(12));
+        assert_eq!(Storage::as_slice(&v), &[10, 13]);
+        assert_eq!(v.remove_unordered(0), Some(10));
+        assert_eq!(v.remove_unordered(0), Some(13));
+        assert_eq!(v.remove_unordered(0), None);
+        assert!(Storage::is_empty(&v));
     }
 }

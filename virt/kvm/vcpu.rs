@@ -87,6 +87,7 @@ use super::{
 };
 use crate::arch::Host;
 use core::sync::atomic::{
+    AtomicBool,
     AtomicI32,
     AtomicU8,
     Ordering, //
@@ -179,6 +180,9 @@ pub(crate) struct Vcpu {
     mode: AtomicU8,
     /// `vcpu->cpu`: the CPU the vCPU is loaded on, -1 when not loaded.
     cpu: AtomicI32,
+    /// `vcpu->stat.generic.blocking`: the vCPU sleeps in [`Vcpu::block`]
+    /// (riscv64 HSM reports such a hart as suspended).
+    blocking: AtomicBool,
     /// Serialises a blocked vCPU's wake-up condition with [`Vcpu::kick`]
     /// (upstream's rcuwait). Interrupts are off while it is held: the
     /// guest timer's hrtimer kicks the vCPU from hard interrupt context.
@@ -326,6 +330,7 @@ impl Vcpu {
         if wake() || self.requests.pending() || kernel::current!().signal_pending() {
             return;
         }
+        self.blocking.store(true, Ordering::Relaxed);
         match timeout {
             Some(j) => {
                 let _ = self.wait.wait_interruptible_timeout(&mut guard, j);
@@ -334,6 +339,14 @@ impl Vcpu {
                 let _ = self.wait.wait_interruptible(&mut guard);
             }
         }
+        self.blocking.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the vCPU sleeps in [`Vcpu::block`] now
+    /// (`vcpu->stat.generic.blocking`; a snapshot, as upstream's).
+    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    pub(crate) fn is_blocking(&self) -> bool {
+        self.blocking.load(Ordering::Relaxed)
     }
 
     /// Handles the generic requests before entering the guest (the
@@ -569,6 +582,7 @@ pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> R
             stats,
             mode: AtomicU8::new(OUTSIDE_GUEST_MODE),
             cpu: AtomicI32::new(-1),
+            blocking: AtomicBool::new(false),
             wait_lock <- new_spinlock_irq!(()),
             wait <- new_condvar!(),
             arch_shared: Default::default(),
@@ -665,7 +679,7 @@ impl VcpuRef {
                 .write_slice(bytes)
                 .map_err(|_| Errno::EFAULT)
         };
-        Host::get_one_reg(&mut st.arch, &mut self.vm.arch().lock(), reg.id, write)?;
+        Host::get_one_reg(&mut st.arch, &mut self.vm.arch().lock(), &self.vcpu.arch_shared, reg.id, write)?;
         Ok(0)
     }
 
@@ -680,7 +694,7 @@ impl VcpuRef {
                 .read_slice(bytes)
                 .map_err(|_| Errno::EFAULT)
         };
-        Host::set_one_reg(&mut st.arch, &mut self.vm.arch().lock(), reg.id, read)?;
+        Host::set_one_reg(&mut st.arch, &mut self.vm.arch().lock(), &self.vcpu.arch_shared, reg.id, read)?;
         Ok(0)
     }
 

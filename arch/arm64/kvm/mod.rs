@@ -560,6 +560,7 @@ impl Arch for Host {
     fn get_one_reg(
         vcpu: &mut Vcpu,
         vm: &mut Vm,
+        _shared: &Self::VcpuShared,
         id: u64,
         write: impl FnOnce(&[u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
@@ -570,6 +571,7 @@ impl Arch for Host {
     fn set_one_reg(
         vcpu: &mut Vcpu,
         vm: &mut Vm,
+        _shared: &Self::VcpuShared,
         id: u64,
         read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
@@ -786,7 +788,7 @@ mod tests {
 
     fn get(v: &mut Vcpu, vm: &mut Vm, id: u64) -> Result<u64, Errno> {
         let mut value = [0u8; 8];
-        Host::get_one_reg(v, vm, id, |b| {
+        Host::get_one_reg(v, vm, &(), id, |b| {
             value.get_mut(..b.len()).ok_or(Errno::EFAULT)?.copy_from_slice(b);
             Ok(())
         })
@@ -795,7 +797,7 @@ mod tests {
 
     fn set(v: &mut Vcpu, vm: &mut Vm, id: u64, value: u64) -> Result<(), Errno> {
         let bytes = value.to_ne_bytes();
-        Host::set_one_reg(v, vm, id, |b| {
+        Host::set_one_reg(v, vm, &(), id, |b| {
             b.copy_from_slice(bytes.get(..b.len()).ok_or(Errno::EFAULT)?);
             Ok(())
         })

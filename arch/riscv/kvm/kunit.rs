@@ -438,12 +438,13 @@ mod sbi_tests {
 #[kunit_tests(kvm_rs_riscv_onereg)]
 mod onereg_tests {
     use super::super::isa::{id, ExtSet, HostIsa, IsaChange, VcpuIsa};
+    use super::super::onereg::testing::RegFixture;
     use super::super::onereg::{
-        config, csr, for_each_reg, fp_reset, initial_time_delta, timer, HostFacts, RegAccess, VcpuConfig, CONFIG,
-        CORE, CSR, FP_D, FP_F, ISA_EXT, KVM_REG_RISCV, SBI_EXT, SBI_STATE, TIMER, TYPE_MASK,
+        config, csr, for_each_reg, timer, HostFacts, CONFIG, CORE, CSR, FP_D, FP_F, ISA_EXT, KVM_REG_RISCV,
+        SBI_EXT, SBI_STATE, TIMER, TYPE_MASK,
     };
-    use super::super::regs::{VcpuRegs, SSTATUS_FS, SSTATUS_FS_INITIAL};
-    use super::super::sbi::{SbiContext, SbiExt};
+    use super::super::regs::{SSTATUS_FS, SSTATUS_FS_INITIAL};
+    use super::super::sbi::SbiExt;
     use super::CONFIG as SBI_CONFIG;
     use crate::kvm::abi::Errno;
     use crate::kvm::one_reg::{reg_size, KVM_REG_SIZE_U32, KVM_REG_SIZE_U64};
@@ -467,57 +468,10 @@ mod onereg_tests {
         }
     }
 
-    struct Vcpu {
-        host: HostFacts,
-        regs: VcpuRegs,
-        config: VcpuConfig,
-        sbi: SbiContext,
-        ran: bool,
-        delta: u64,
-    }
-
-    impl Vcpu {
-        fn new() -> Vcpu {
-            let host = host();
-            let config = VcpuConfig::new(&host, 1, 2, 3);
-            let mut regs = VcpuRegs::reset();
-            fp_reset(&mut regs, &config.isa);
-            Vcpu { host, regs, config, sbi: SbiContext::new(SBI_CONFIG), ran: false, delta: initial_time_delta(50) }
-        }
-
-        fn access(&mut self) -> RegAccess<'_> {
-            RegAccess {
-                host: &self.host,
-                regs: &mut self.regs,
-                config: &mut self.config,
-                sbi: &mut self.sbi,
-                ran: self.ran,
-                time_delta: &mut self.delta,
-                now: 100,
-            }
-        }
-
-        fn get(&mut self, id: u64) -> Result<u64, Errno> {
-            let mut out = None;
-            self.access().get(id, |b| {
-                let mut a = [0u8; 8];
-                a.get_mut(..b.len()).ok_or(Errno::E2BIG)?.copy_from_slice(b);
-                out = Some((u64::from_ne_bytes(a), b.len()));
-                Ok(())
-            })?;
-            match out {
-                Some((v, n)) if n == reg_size(id) => Ok(v),
-                _ => Err(Errno::EIO),
-            }
-        }
-
-        fn set(&mut self, id: u64, v: u64) -> Result<(), Errno> {
-            let b = v.to_ne_bytes();
-            self.access().set(id, |dst| {
-                dst.copy_from_slice(b.get(..dst.len()).ok_or(Errno::E2BIG)?);
-                Ok(())
-            })
-        }
+    /// The vCPU of the tests: created at host time 50, now at 100 (guest
+    /// time 50).
+    fn vcpu() -> RegFixture {
+        RegFixture::new(host(), [1, 2, 3], SBI_CONFIG, 50, 100)
     }
 
     #[test]
@@ -541,33 +495,33 @@ mod onereg_tests {
 
     #[test]
     fn registers() {
-        let mut v = Vcpu::new();
-        assert_eq!(v.get(U64 | CONFIG | config::SATP_MODE), Ok(9));
-        assert_eq!(v.get(U64 | CONFIG | config::MIMPID), Ok(3));
-        assert_eq!(v.set(U64 | CORE | 10, 0xabc), Ok(()));
+        let mut v = vcpu();
+        assert_eq!(v.get64(U64 | CONFIG | config::SATP_MODE), Ok(9));
+        assert_eq!(v.get64(U64 | CONFIG | config::MIMPID), Ok(3));
+        assert_eq!(v.set(U64 | CORE | 10, 0xabc), Ok(8));
         assert_eq!(v.regs.core.x[10], 0xabc);
-        assert_eq!(v.get(U64 | CORE | 33), Err(Errno::ENOENT));
-        assert_eq!(v.set(U64 | CSR | csr::SIP, u64::MAX), Ok(()));
-        assert_eq!(v.get(U64 | CSR | csr::SIP), Ok(0x2222));
-        assert_eq!(v.get(U64 | TIMER | timer::TIME), Ok(50));
-        assert_eq!(v.get(U32 | TIMER), Err(Errno::EINVAL));
-        assert_eq!(v.set(U64 | FP_D | 1, 0x1_0000_0002), Ok(()));
-        assert_eq!(v.get(U32 | FP_F | 3), Ok(1));
-        assert_eq!(v.set(U64 | ISA_EXT | id::F as u64, 0), Ok(()));
-        assert_eq!(v.set(U64 | ISA_EXT | id::D as u64, 0), Ok(()));
+        assert_eq!(v.get64(U64 | CORE | 33), Err(Errno::ENOENT));
+        assert_eq!(v.set(U64 | CSR | csr::SIP, u64::MAX), Ok(8));
+        assert_eq!(v.get64(U64 | CSR | csr::SIP), Ok(0x2222));
+        assert_eq!(v.get64(U64 | TIMER | timer::TIME), Ok(50));
+        assert_eq!(v.get64(U32 | TIMER), Err(Errno::EINVAL));
+        assert_eq!(v.set(U64 | FP_D | 1, 0x1_0000_0002), Ok(8));
+        assert_eq!(v.get64(U32 | FP_F | 3), Ok(1));
+        assert_eq!(v.set(U64 | ISA_EXT | id::F as u64, 0), Ok(8));
+        assert_eq!(v.set(U64 | ISA_EXT | id::D as u64, 0), Ok(8));
         assert_eq!(v.regs.core.sstatus & SSTATUS_FS, 0);
-        assert_eq!(v.get(U32 | FP_F), Err(Errno::ENOENT));
-        assert_eq!(v.set(U64 | CONFIG, 0x112d), Ok(()));
+        assert_eq!(v.get64(U32 | FP_F), Err(Errno::ENOENT));
+        assert_eq!(v.set(U64 | CONFIG, 0x112d), Ok(8));
         assert_eq!(v.regs.core.sstatus & SSTATUS_FS, SSTATUS_FS_INITIAL);
         v.ran = true;
         assert_eq!(v.set(U64 | CONFIG, 0x1105), Err(Errno::EBUSY));
         assert_eq!(v.set(U64 | SBI_EXT | SbiExt::Dbcn as u64, 1), Err(Errno::EBUSY));
-        assert_eq!(v.get(U64 | 0xff00_0000), Err(Errno::ENOENT));
+        assert_eq!(v.get64(U64 | 0xff00_0000), Err(Errno::ENOENT));
     }
 
     #[test]
     fn list_order_and_round_trip() -> Result {
-        let mut v = Vcpu::new();
+        let mut v = vcpu();
         let mut ids = KVec::new();
         for_each_reg(&v.host, &v.config, &v.sbi, &mut |id| ids.push(id, GFP_KERNEL).map_err(|_| Errno::ENOMEM))
             .map_err(|_| EINVAL)?;
@@ -584,9 +538,9 @@ mod onereg_tests {
             let key = id & !crate::kvm::one_reg::KVM_REG_SIZE_MASK;
             assert!(key > prev);
             prev = key;
-            let val = v.get(id).map_err(|_| EINVAL)?;
+            let val = v.get64(id).map_err(|_| EINVAL)?;
             if id != U64 | TIMER | timer::STATE {
-                assert_eq!(v.set(id, val), Ok(()));
+                assert_eq!(v.set(id, val), Ok(reg_size(id)));
             }
         }
         Ok(())

@@ -421,6 +421,40 @@ pub(crate) mod guest_mem {
     /// Store/AMO guest-page fault.
     pub(crate) const STORE_GUEST_PAGE_FAULT: u64 = 23;
 
+    /// The body of [`guest_access`], for a load or a store: `$access` (one
+    /// `hlv.d` or `hsv.d`, an `asm!` template line naming `{gpa}` and the
+    /// value operand declared by `$value`) runs with `stvec` on the trap
+    /// stub `$stub` (whose record goes to `$trap`, the `a0` it is given),
+    /// `vsatp` Bare and `hgatp` = `$hgatp`; all three are restored and the
+    /// G-stage TLB flushed around the access. Expands to the `asm!` alone:
+    /// the caller's `unsafe` block and its SAFETY comment cover it.
+    macro_rules! hgatp_access {
+        ($access:literal, $stub:expr, $hgatp:expr, $gpa:expr, $trap:expr, $($value:tt)+) => {
+            core::arch::asm!(
+                "csrrw {stvec}, stvec, {stub}",
+                "csrrw {vsatp}, {csr_vsatp}, zero",
+                "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
+                ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                $access,
+                "csrw {csr_hgatp}, {hgatp}",
+                "csrw {csr_vsatp}, {vsatp}",
+                ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                "csrw stvec, {stvec}",
+                stub = in(reg) $stub,
+                stvec = out(reg) _,
+                vsatp = out(reg) _,
+                hgatp = inout(reg) $hgatp => _,
+                gpa = in(reg) $gpa,
+                $($value)+
+                csr_vsatp = const CSR_VSATP,
+                csr_hgatp = const CSR_HGATP,
+                in("a0") $trap,
+                out("a1") _,
+                options(nostack),
+            )
+        };
+    }
+
     /// Loads (`store` is `None`) or stores 8 bytes at guest physical `gpa`
     /// through `hgatp_value`, as a guest with `vsatp` Bare would. Returns
     /// the value loaded and the `(scause, htval)` of a trap (0, 0 if none).
@@ -438,49 +472,21 @@ pub(crate) mod guest_mem {
         // map only memory the caller owns.
         unsafe {
             match store {
-                None => core::arch::asm!(
-                    "csrrw {stvec}, stvec, {stub}",
-                    "csrrw {vsatp}, {csr_vsatp}, zero",
-                    "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                None => hgatp_access!(
                     ".insn r 0x73, 4, 0x36, {value}, {gpa}, x0", // hlv.d value, (gpa)
-                    "csrw {csr_hgatp}, {hgatp}",
-                    "csrw {csr_vsatp}, {vsatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
-                    "csrw stvec, {stvec}",
-                    stub = in(reg) stub,
-                    stvec = out(reg) _,
-                    vsatp = out(reg) _,
-                    hgatp = inout(reg) hgatp_value => _,
+                    stub,
+                    hgatp_value,
+                    gpa,
+                    trap.as_mut_ptr(),
                     value = inout(reg) value,
-                    gpa = in(reg) gpa,
-                    csr_vsatp = const CSR_VSATP,
-                    csr_hgatp = const CSR_HGATP,
-                    in("a0") trap.as_mut_ptr(),
-                    out("a1") _,
-                    options(nostack),
                 ),
-                Some(v) => core::arch::asm!(
-                    "csrrw {stvec}, stvec, {stub}",
-                    "csrrw {vsatp}, {csr_vsatp}, zero",
-                    "csrrw {hgatp}, {csr_hgatp}, {hgatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
+                Some(v) => hgatp_access!(
                     ".insn r 0x73, 4, 0x37, x0, {gpa}, {v}", // hsv.d v, (gpa)
-                    "csrw {csr_hgatp}, {hgatp}",
-                    "csrw {csr_vsatp}, {vsatp}",
-                    ".insn r 0x73, 0, 0x31, x0, x0, x0",
-                    "csrw stvec, {stvec}",
-                    stub = in(reg) stub,
-                    stvec = out(reg) _,
-                    vsatp = out(reg) _,
-                    hgatp = inout(reg) hgatp_value => _,
-                    gpa = in(reg) gpa,
+                    stub,
+                    hgatp_value,
+                    gpa,
+                    trap.as_mut_ptr(),
                     v = in(reg) v,
-                    csr_vsatp = const CSR_VSATP,
-                    csr_hgatp = const CSR_HGATP,
-                    in("a0") trap.as_mut_ptr(),
-                    out("a1") _,
-                    options(nostack),
                 ),
             }
         }

@@ -415,21 +415,37 @@ impl Arch for Host {
     fn get_one_reg(
         vcpu: &mut Vcpu,
         vm: &mut Vm,
+        shared: &run::Shared,
         id: u64,
         write: impl FnOnce(&[u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
         let host = hostinfo::facts();
-        vcpu.one_reg(vm, &host, hostinfo::cycles()).get(id, write)
+        let now = hostinfo::cycles();
+        run::timer_catch_up(&mut vcpu.regs, shared, vm_time_delta(vm), now);
+        if onereg::is_sip(id) {
+            // kvm_riscv_vcpu_general_get_csr(): flush first.
+            vcpu.regs.csrs.hvip = shared.flush(vcpu.regs.csrs.hvip);
+        }
+        vcpu.one_reg(vm, &host, now).get(id, write)
     }
 
     fn set_one_reg(
         vcpu: &mut Vcpu,
         vm: &mut Vm,
+        shared: &run::Shared,
         id: u64,
         read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
         let host = hostinfo::facts();
-        vcpu.one_reg(vm, &host, hostinfo::cycles()).set(id, read)
+        let now = hostinfo::cycles();
+        run::timer_catch_up(&mut vcpu.regs, shared, vm_time_delta(vm), now);
+        vcpu.one_reg(vm, &host, now).set(id, read)?;
+        if onereg::is_sip(id) {
+            // kvm_riscv_vcpu_general_set_csr(): the written value wins
+            // over changes not flushed yet.
+            shared.forget_changes();
+        }
+        Ok(())
     }
 
     fn for_each_reg(vcpu: &Vcpu, _vm: &Vm, emit: RegEmit<'_>) -> Result<(), Errno> {
@@ -580,7 +596,7 @@ mod tests {
     /// `KVM_GET_ONE_REG` of `id` into a local buffer: the bytes written.
     fn get(v: &mut Vcpu, id: u64) -> Result<KVec<u8>, Errno> {
         let mut out = KVec::new();
-        Host::get_one_reg(v, &mut vm(), id, |b| out.extend_from_slice(b, GFP_KERNEL).map_err(|_| Errno::ENOMEM))?;
+        Host::get_one_reg(v, &mut vm(), &run::Shared::default(), id, |b| out.extend_from_slice(b, GFP_KERNEL).map_err(|_| Errno::ENOMEM))?;
         Ok(out)
     }
 
@@ -595,7 +611,7 @@ mod tests {
     /// `KVM_SET_ONE_REG` of `id` from `value`'s bytes.
     fn set(v: &mut Vcpu, id: u64, value: u64) -> Result<(), Errno> {
         let bytes = value.to_ne_bytes();
-        Host::set_one_reg(v, &mut vm(), id, |dst| {
+        Host::set_one_reg(v, &mut vm(), &run::Shared::default(), id, |dst| {
             dst.copy_from_slice(bytes.get(..dst.len()).ok_or(Errno::EFAULT)?);
             Ok(())
         })
@@ -697,13 +713,13 @@ mod tests {
         let time = U64 | onereg::TIMER | onereg::timer::TIME;
         let w = 1u64 << 50;
         let bytes = w.to_ne_bytes();
-        Host::set_one_reg(&mut v, &mut m, time, |dst| {
+        Host::set_one_reg(&mut v, &mut m, &run::Shared::default(), time, |dst| {
             dst.copy_from_slice(bytes.get(..dst.len()).ok_or(Errno::EFAULT)?);
             Ok(())
         })
         .map_err(|_| EINVAL)?;
         let mut out = 0u64;
-        Host::get_one_reg(&mut v, &mut m, time, |b| {
+        Host::get_one_reg(&mut v, &mut m, &run::Shared::default(), time, |b| {
             let mut a = [0u8; 8];
             a.copy_from_slice(b.get(..8).ok_or(Errno::EFAULT)?);
             out = u64::from_ne_bytes(a);

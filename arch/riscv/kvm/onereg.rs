@@ -34,9 +34,12 @@
 //!   `kvm_riscv_aia_available()`.
 //! - The SBI PMU and FWFT extensions (see `sbi.rs`): their registers are
 //!   not listed and are `ENOENT`/`EINVAL`.
-//! - Pending interrupts and the timer's hrtimer live with the run loop:
-//!   `sip` reads `hvip` without flushing anything pending, and turning the
-//!   timer on without Sstc only records the state.
+//!
+//! Pending interrupts raised from other threads (`KVM_INTERRUPT`, IPIs,
+//! the timer without Sstc) live in the vCPU's `run::Shared`: the glue in
+//! `mod.rs` flushes them into `hvip` before a `sip` read, drops the
+//! unflushed changes after a `sip` write, and delivers a timer event that
+//! fell due since the last run before any access (`run::timer_catch_up`).
 
 use super::isa::{self, HostIsa, IsaChange, VcpuIsa};
 use super::regs::{GuestFp, VcpuRegs, SSTATUS_FS, SSTATUS_FS_INITIAL, SSTATUS_SPP};
@@ -125,6 +128,12 @@ pub(crate) mod csr {
     /// `struct kvm_riscv_aia_csr` (siselect, iprio1, iprio2, sieh, siph,
     /// iprio1h, iprio2h).
     pub(crate) const AIA_COUNT: u64 = 7;
+}
+
+/// Whether `id` is the `sip` CSR register (any size: the size is checked
+/// by the access itself).
+pub(crate) fn is_sip(id: u64) -> bool {
+    id & !KVM_REG_SIZE_MASK == KVM_REG_RISCV | CSR | CSR_GENERAL | csr::SIP
 }
 
 /// `struct kvm_riscv_timer`, in `u64`s.
@@ -700,10 +709,97 @@ pub(crate) fn for_each_reg(
     Ok(())
 }
 
+/// The test helpers of ONE_REG, shared by the host tests below and the
+/// KUnit suite `kvm_rs_riscv_onereg` (`kunit.rs`): one vCPU's state, owned,
+/// with GET and SET through [`RegAccess`] on plain numbers.
+#[cfg(any(test, CONFIG_KUNIT = "y"))]
+pub(crate) mod testing {
+    use super::super::sbi::SbiConfig;
+    use super::*;
+
+    /// What a [`RegAccess`] borrows: a vCPU and its VM's time delta.
+    pub(crate) struct RegFixture {
+        pub(crate) host: HostFacts,
+        pub(crate) regs: VcpuRegs,
+        pub(crate) config: VcpuConfig,
+        pub(crate) sbi: SbiContext,
+        pub(crate) ran: bool,
+        pub(crate) delta: u64,
+        /// The host time of the next access.
+        pub(crate) now: u64,
+    }
+
+    impl RegFixture {
+        /// A new vCPU of `host` with machine ids `ids` (`mvendorid`,
+        /// `marchid`, `mimpid`) and SBI `sbi`, in a VM created at host time
+        /// `created` (guest time 0 then); the host time is now `now`.
+        pub(crate) fn new(host: HostFacts, ids: [u64; 3], sbi: SbiConfig, created: u64, now: u64) -> RegFixture {
+            let [mvendorid, marchid, mimpid] = ids;
+            let config = VcpuConfig::new(&host, mvendorid, marchid, mimpid);
+            let mut regs = VcpuRegs::reset();
+            fp_reset(&mut regs, &config.isa);
+            RegFixture {
+                host,
+                regs,
+                config,
+                sbi: SbiContext::new(sbi),
+                ran: false,
+                delta: initial_time_delta(created),
+                now,
+            }
+        }
+
+        /// The access of one ioctl.
+        pub(crate) fn access(&mut self) -> RegAccess<'_> {
+            RegAccess {
+                host: &self.host,
+                regs: &mut self.regs,
+                config: &mut self.config,
+                sbi: &mut self.sbi,
+                ran: self.ran,
+                time_delta: &mut self.delta,
+                now: self.now,
+            }
+        }
+
+        /// GET of `id` as a number (the bytes written, native order,
+        /// zero-extended): `E2BIG` if more than 8 bytes were written, `EIO`
+        /// unless exactly the id's size was.
+        pub(crate) fn get64(&mut self, id: u64) -> Result<u64, Errno> {
+            let mut out = None;
+            self.access().get(id, |b| {
+                let mut a = [0u8; 8];
+                a.get_mut(..b.len()).ok_or(Errno::E2BIG)?.copy_from_slice(b);
+                out = Some((u64::from_ne_bytes(a), b.len()));
+                Ok(())
+            })?;
+            match out {
+                Some((v, n)) if n == reg_size(id) => Ok(v),
+                _ => Err(Errno::EIO),
+            }
+        }
+
+        /// SET of `id` from `v`'s bytes (its low bytes in native order for
+        /// smaller sizes): how many bytes were read; `E2BIG` if more than 8
+        /// were asked for.
+        pub(crate) fn set(&mut self, id: u64, v: u64) -> Result<usize, Errno> {
+            let mut n = 0;
+            let bytes = v.to_ne_bytes();
+            self.access().set(id, |dst| {
+                n = dst.len();
+                dst.copy_from_slice(bytes.get(..dst.len()).ok_or(Errno::E2BIG)?);
+                Ok(())
+            })?;
+            Ok(n)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::isa::{id, ExtSet};
     use super::super::sbi::{SbiConfig, SbiExt};
+    use super::testing::RegFixture;
     use super::*;
 
     const U64: u64 = KVM_REG_RISCV | KVM_REG_SIZE_U64;
@@ -738,39 +834,15 @@ mod tests {
         }
     }
 
-    /// One vCPU and its VM's delta.
-    struct Fixture {
-        host: HostFacts,
-        regs: VcpuRegs,
-        config: VcpuConfig,
-        sbi: SbiContext,
-        ran: bool,
-        delta: u64,
-        now: u64,
+    /// The vCPU of most tests: created at host time 1000 (guest time 0),
+    /// still at 1000.
+    fn fixture() -> RegFixture {
+        let sbi = SbiConfig { v01: false, sta: true, imp_version: 0x70300 };
+        RegFixture::new(host(), [0x489, 0x8000_0000_0000_0007, 0x1234], sbi, 1000, 1000)
     }
 
-    impl Fixture {
-        fn new() -> Fixture {
-            let host = host();
-            let config = VcpuConfig::new(&host, 0x489, 0x8000_0000_0000_0007, 0x1234);
-            let mut regs = VcpuRegs::reset();
-            fp_reset(&mut regs, &config.isa);
-            let sbi = SbiContext::new(SbiConfig { v01: false, sta: true, imp_version: 0x70300 });
-            Fixture { host, regs, config, sbi, ran: false, delta: initial_time_delta(1000), now: 1000 }
-        }
-
-        fn access(&mut self) -> RegAccess<'_> {
-            RegAccess {
-                host: &self.host,
-                regs: &mut self.regs,
-                config: &mut self.config,
-                sbi: &mut self.sbi,
-                ran: self.ran,
-                time_delta: &mut self.delta,
-                now: self.now,
-            }
-        }
-
+    /// The host tests' own helpers, on top of the shared ones.
+    impl RegFixture {
         /// GET of `id`: the bytes written.
         fn get(&mut self, id: u64) -> Result<Vec<u8>, Errno> {
             let mut out = Vec::new();
@@ -779,25 +851,6 @@ mod tests {
                 Ok(())
             })?;
             Ok(out)
-        }
-
-        fn get64(&mut self, id: u64) -> Result<u64, Errno> {
-            let b = self.get(id)?;
-            let mut a = [0u8; 8];
-            a[..b.len()].copy_from_slice(&b);
-            Ok(u64::from_ne_bytes(a))
-        }
-
-        /// SET of `id` from `v`'s bytes; records how many bytes were read.
-        fn set(&mut self, id: u64, v: u64) -> Result<usize, Errno> {
-            let mut n = 0;
-            let bytes = v.to_ne_bytes();
-            self.access().set(id, |dst| {
-                n = dst.len();
-                dst.copy_from_slice(&bytes[..dst.len()]);
-                Ok(())
-            })?;
-            Ok(n)
         }
 
         /// SET whose read faults.
@@ -818,7 +871,7 @@ mod tests {
 
     #[test]
     fn config_registers() {
-        let mut f = Fixture::new();
+        let mut f = fixture();
         assert_eq!(f.get64(U64 | CONFIG), Ok(0x112d));
         assert_eq!(f.get64(U64 | CONFIG | config::ZICBOM_BLOCK_SIZE), Ok(64));
         // The host has no Zicbop: 0, but the host's size may be written.
@@ -847,7 +900,7 @@ mod tests {
 
     #[test]
     fn config_isa_resets_fp() {
-        let mut f = Fixture::new();
+        let mut f = fixture();
         assert_eq!(f.regs.core.sstatus & SSTATUS_FS, SSTATUS_FS_INITIAL);
         assert_eq!(f.set(U64 | CONFIG, 0x1105), Ok(8));
         assert_eq!(f.get64(U64 | CONFIG), Ok(0x1105));
@@ -864,7 +917,7 @@ mod tests {
 
     #[test]
     fn core_registers() {
-        let mut f = Fixture::new();
+        let mut f = fixture();
         assert_eq!(f.get64(U64 | CORE | CORE_MODE), Ok(1));
         for i in 0..CORE_MODE {
             assert_eq!(f.set(U64 | CORE | i, 0x1000 + i), Ok(8));
@@ -887,7 +940,7 @@ mod tests {
 
     #[test]
     fn csr_registers() {
-        let mut f = Fixture::new();
+        let mut f = fixture();
         for i in 0..csr::COUNT {
             if i != csr::SIP {
                 assert_eq!(f.set(U64 | CSR | i, 0x55 + i), Ok(8));
@@ -929,7 +982,7 @@ mod tests {
 
     #[test]
     fn timer_registers() {
-        let mut f = Fixture::new();
+        let mut f = fixture();
         assert_eq!(f.get64(U64 | TIMER), Ok(10_000_000));
         assert_eq!(f.set(U64 | TIMER, 10_000_000), Ok(8));
         assert_eq!(f.set(U64 | TIMER, 1), Err(Errno::EINVAL));
@@ -963,7 +1016,7 @@ mod tests {
 
     #[test]
     fn fp_registers_share_the_union() {
-        let mut f = Fixture::new();
+        let mut f = fixture();
         assert_eq!(f.set(U64 | FP_D | 3, 0x1111_2222_3333_4444), Ok(8));
         assert_eq!(f.get64(U32 | FP_F | 6), Ok(0x3333_4444));
         assert_eq!(f.get64(U32 | FP_F | 7), Ok(0x1111_2222));
@@ -988,7 +1041,7 @@ mod tests {
 
     #[test]
     fn isa_ext_registers() {
-        let mut f = Fixture::new();
+        let mut f = fixture();
         assert_eq!(f.get64(U64 | ISA_EXT | id::SSTC as u64), Ok(1));
         assert_eq!(f.get64(U64 | ISA_EXT | id::H as u64), Ok(0));
         assert_eq!(f.get(U64 | ISA_EXT | id::V as u64), Err(Errno::ENOENT));
@@ -1011,7 +1064,7 @@ mod tests {
 
     #[test]
     fn sbi_registers() {
-        let mut f = Fixture::new();
+        let mut f = fixture();
         let dbcn = U64 | SBI_EXT | SbiExt::Dbcn as u64;
         assert_eq!(f.get64(dbcn), Ok(0));
         assert_eq!(f.set(dbcn, 1), Ok(8));
@@ -1034,7 +1087,7 @@ mod tests {
 
     #[test]
     fn list_is_upstreams_order() {
-        let f = Fixture::new();
+        let f = fixture();
         let l = f.list();
         let mut want = Vec::new();
         want.extend((0..8).map(|i| U64 | CONFIG | i));
@@ -1060,7 +1113,7 @@ mod tests {
 
     #[test]
     fn list_follows_the_vcpu_isa() {
-        let mut f = Fixture::new();
+        let mut f = fixture();
         f.host.isa.exts.insert(id::SSAIA);
         f.host.isa.exts.insert(id::SMSTATEEN);
         f.host.isa.exts.insert(id::ZICFISS);
@@ -1083,7 +1136,7 @@ mod tests {
 
     #[test]
     fn every_listed_register_reads_and_writes_back() {
-        let mut f = Fixture::new();
+        let mut f = fixture();
         for id in f.list() {
             let v = f.get(id).unwrap_or_else(|e| panic!("get {id:#x}: {e:?}"));
             assert_eq!(v.len(), reg_size(id), "{id:#x}");

@@ -37,9 +37,18 @@
 //! # Not yet
 //!
 //! No vector state for guests (their `sstatus.VS` stays Off), no AIA, no
-//! PMU, no Sstc-less timer (the host must have Sstc: without it a guest
-//! gets no timer interrupt while it runs), no HSM/SRST on other vCPUs'
-//! MP state (only the calling vCPU's), no statistics.
+//! PMU, no HSM/SRST on other vCPUs' MP state (only the calling vCPU's), no
+//! statistics.
+//!
+//! # Timer
+//!
+//! With Sstc the guest's timer is `vstimecmp`, loaded and put with the
+//! rest. Without it the guest asks for its next event through SBI
+//! `set_timer` (or userspace through the timer ONE_REGs), and a
+//! [`SoftTimer`] delivers it: before each entry an event that is due
+//! becomes `hvip.VSTIP` (and the timer is off again, as upstream's
+//! `next_set`), one that is not arms an hrtimer that kicks the vCPU out of
+//! the guest (or out of WFI) at the deadline.
 
 use super::{
     insn::{
@@ -99,14 +108,17 @@ use kernel::time::{
         HrTimerCallback,
         HrTimerCallbackContext,
         HrTimerRestart,
+        PinHrTimerHandle,
         RelativeMode,
-        ScopedHrTimerPointer, //
+        ScopedHrTimerPointer,
+        UnsafeHrTimerPointer, //
     },
     Delta,
     Monotonic, //
 };
 use core::ptr::NonNull;
 use core::sync::atomic::{
+    AtomicBool,
     AtomicU32,
     AtomicU64,
     Ordering, //
@@ -596,13 +608,19 @@ impl Shared {
     }
 
     /// `kvm_riscv_vcpu_flush_interrupts()`: the changed bits into `hvip`.
-    fn flush(&self, hvip: u64) -> u64 {
+    pub(crate) fn flush(&self, hvip: u64) -> u64 {
         let mask = self.irqs_pending_mask.swap(0, Ordering::AcqRel);
         if mask == 0 {
             return hvip;
         }
         let val = self.irqs_pending.load(Ordering::Acquire) & mask;
         (hvip & !mask) | val
+    }
+
+    /// Drops the changes not flushed yet (a `sip` write through ONE_REG
+    /// replaces `hvip`: upstream clears `irqs_pending_mask`).
+    pub(crate) fn forget_changes(&self) {
+        self.irqs_pending_mask.store(0, Ordering::Release);
     }
 }
 
@@ -789,7 +807,15 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
     drop(p);
     gv.requests().make(REQ_STEAL_UPDATE);
 
-    let result = run_loop(v, run);
+    let result = if host_has_sstc() {
+        run_loop(v, run, None)
+    } else {
+        // SAFETY: `gv` (the vCPU) outlives this stack-pinned timer; the only
+        // handles of it live in `run_loop`'s `SoftTimer`, dropped (timer
+        // cancelled) before `run_loop` returns, before the timer goes away.
+        pin_init::stack_pin_init!(let timer = unsafe { KickTimer::new(gv) });
+        run_loop(v, run, Some(timer.as_ref()))
+    };
 
     let mut p = PreemptGuard::new();
     {
@@ -810,11 +836,17 @@ pub(crate) fn run(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
     result
 }
 
-/// The body of [`run`], with the state loaded.
-fn run_loop(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
+/// The body of [`run`], with the state loaded. `timer`: the hrtimer of
+/// the guest timer on a host without Sstc.
+fn run_loop(
+    v: &mut Vcpu,
+    run: &mut VcpuRun<'_>,
+    timer: Option<Pin<&KickTimer<GenericVcpu>>>,
+) -> Result<(), Errno> {
     let vm = run.vm();
     let gv = run.vcpu();
     let mut host = HostSave::new();
+    let mut soft = timer.map(SoftTimer::new);
     loop {
         run.handle_work()?;
         run.handle_generic_requests()?;
@@ -834,6 +866,9 @@ fn run_loop(v: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
             // a signal ends the run).
             gv.block(None, || shared.mp_state(initial) == uapi::KVM_MP_STATE_RUNNABLE);
             continue;
+        }
+        if let Some(t) = soft.as_mut() {
+            t.update(v, gv);
         }
 
         let mut p = PreemptGuard::new();
@@ -1046,17 +1081,29 @@ extern "C" {
 /// `kvm_riscv_vcpu_wfi()`: halts until an enabled interrupt is pending for
 /// the guest, its timer fires, or a kick or signal comes.
 fn wfi(v: &mut Vcpu, gv: &GenericVcpu) {
+    let sstc = host_has_sstc();
     let (vsie, hvip, next, delta) = {
         let mut p = PreemptGuard::new();
         // SAFETY: Preemption is off.
         let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
-        let next = if host_has_sstc() && l.loaded { csr_read!(CSR_VSTIMECMP) } else { l.timer.next_cycles };
+        let next = if sstc && l.loaded {
+            csr_read!(CSR_VSTIMECMP)
+        } else if sstc || l.timer.started {
+            l.timer.next_cycles
+        } else {
+            // Without Sstc a timer that is off (or has fired) has no
+            // deadline; a fired one is `VSTIP`, pending below.
+            u64::MAX
+        };
         (l.csrs.vsie, l.csrs.hvip, next, l.htimedelta)
     };
     let shared = gv.arch_shared();
+    // `kvm_riscv_vcpu_has_interrupts()`: the timer is `hvip.VSTIP` without
+    // Sstc, `vstimecmp` (the deadline) with it.
+    let irqs = if sstc { VSSIP | VSEIP } else { VSSIP | VSTIP | VSEIP };
     let wake = || {
         let pending = shared.flush_peek(hvip);
-        pending & (vsie << 1) & (VSSIP | VSEIP) != 0 || guest_time(delta) >= next
+        pending & (vsie << 1) & irqs != 0 || guest_time(delta) >= next
     };
     if next == u64::MAX {
         // No deadline (the timer is off): only an interrupt or kick wakes.
@@ -1071,7 +1118,7 @@ fn wfi(v: &mut Vcpu, gv: &GenericVcpu) {
     // SAFETY: `gv` is borrowed for the whole function; the stack-pinned
     // timer is dropped at its end, and `start_scoped()` cancels the timer
     // (waiting for a running callback) before it returns.
-    pin_init::stack_pin_init!(let timer = unsafe { WfiTimer::new(gv) });
+    pin_init::stack_pin_init!(let timer = unsafe { KickTimer::new(gv) });
     timer.as_ref().start_scoped(Delta::from_nanos(ns), || gv.block(None, wake));
 }
 
@@ -1105,24 +1152,29 @@ pub(crate) fn cycles_to_ns(cycles: u64, hz: u64) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
-/// The hrtimer that wakes a vCPU halted in WFI at its guest timer's
-/// deadline (upstream's `kvm_vcpu_timer.hrt` with Sstc). It lives on the
-/// halting thread's stack for the halt only.
+/// An hrtimer that kicks a vCPU at its guest timer's deadline: out of WFI
+/// (upstream's `kvm_vcpu_timer.hrt` with Sstc, on the halting thread's
+/// stack for the halt only) or, without Sstc, out of the guest so that the
+/// next entry delivers the timer interrupt ([`SoftTimer`], on the stack of
+/// `KVM_RUN`).
 ///
 /// Invariant: `vcpu` points to a vCPU that outlives this timer and every
-/// run of its callback (see [`WfiTimer::new`]).
+/// run of its callback (see [`KickTimer::new`]).
 #[pin_data]
-struct WfiTimer<K: Kick> {
+struct KickTimer<K: Kick> {
     #[pin]
     timer: HrTimer<Self>,
-    /// The halted vCPU.
+    /// The vCPU to kick.
     vcpu: NonNull<K>,
+    /// Set by the callback: the timer has expired since it was started.
+    fired: AtomicBool,
 }
 
-/// What the WFI timer wakes: the vCPU ([`GenericVcpu::kick`]); KUnit
-/// uses its own.
+/// What the timer wakes: the vCPU ([`GenericVcpu::kick`]); KUnit uses its
+/// own.
 trait Kick: Sync + 'static {
-    /// Wakes the halted vCPU. Called from hard interrupt context.
+    /// Wakes the vCPU (out of a halt, or out of the guest). Called from
+    /// hard interrupt context.
     fn kick(&self);
 }
 
@@ -1134,28 +1186,32 @@ impl Kick for GenericVcpu {
 
 // SAFETY: `vcpu` is only used as a shared reference to a `GenericVcpu`
 // (to kick it), and the vCPU is `Sync`: any thread may kick it.
-unsafe impl<K: Kick> Send for WfiTimer<K> {}
-// SAFETY: As above: shared access from any thread only kicks the vCPU.
-unsafe impl<K: Kick> Sync for WfiTimer<K> {}
+unsafe impl<K: Kick> Send for KickTimer<K> {}
+// SAFETY: As above: shared access from any thread only kicks the vCPU or
+// touches the atomic `fired`.
+unsafe impl<K: Kick> Sync for KickTimer<K> {}
 
-impl<K: Kick> WfiTimer<K> {
+impl<K: Kick> KickTimer<K> {
     /// # Safety
     ///
     /// `vcpu` must outlive the timer, and the timer must be cancelled
     /// before it goes away (a scoped start on a stack-pinned timer does
-    /// both when the timer is dropped before `vcpu`'s borrow ends).
+    /// both when the timer is dropped before `vcpu`'s borrow ends; so does
+    /// dropping every handle of [`UnsafeHrTimerPointer::start`] first).
     unsafe fn new(vcpu: &K) -> impl PinInit<Self> {
         let vcpu = NonNull::from(vcpu);
-        pin_init!(Self { timer <- HrTimer::new(), vcpu })
+        pin_init!(Self { timer <- HrTimer::new(), vcpu, fired: AtomicBool::new(false) })
     }
 }
 
-impl<K: Kick> HrTimerCallback for WfiTimer<K> {
+impl<K: Kick> HrTimerCallback for KickTimer<K> {
     type Pointer<'a> = Pin<&'a Self>;
 
-    /// `kvm_riscv_vcpu_hrtimer_expired()` with Sstc: kick the vCPU, whose
-    /// wake-up condition sees the guest time past the compare value.
+    /// `kvm_riscv_vcpu_hrtimer_expired()`: kick the vCPU, whose wake-up
+    /// condition (or next entry) sees the guest time past the compare
+    /// value.
     fn run(this: Pin<&Self>, _ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
+        this.fired.store(true, Ordering::Release);
         // SAFETY: The vCPU outlives the timer and its callback (type
         // invariant).
         let vcpu = unsafe { this.vcpu.as_ref() };
@@ -1164,8 +1220,87 @@ impl<K: Kick> HrTimerCallback for WfiTimer<K> {
     }
 }
 
+/// Outside `KVM_RUN`, without Sstc: a timer event that fell due since the
+/// last run is delivered now (`VSTIP` pending, the timer off), as
+/// upstream's hrtimer would have done meanwhile, so that ONE_REG sees what
+/// upstream shows (`sip`, the timer `state`). `now`: the host's `time`.
+pub(crate) fn timer_catch_up(regs: &mut super::regs::VcpuRegs, shared: &Shared, time_delta: u64, now: u64) {
+    let t = &mut regs.timer;
+    if host_has_sstc() || !t.started || now.wrapping_add(time_delta) < t.next_cycles {
+        return;
+    }
+    t.started = false;
+    shared.set_interrupt(VSTIP);
+}
+
+/// The guest timer of a host without Sstc, for one `KVM_RUN` (upstream's
+/// `kvm_riscv_vcpu_update_hrtimer()` and `kvm_riscv_vcpu_hrtimer_expired()`
+/// without Sstc).
+///
+/// The deadline is `Loaded::timer` (`next_cycles`, on while `started`),
+/// set by SBI `set_timer` and the timer ONE_REGs. [`SoftTimer::update`]
+/// runs before every entry: a deadline that has passed raises `VSTIP` and
+/// turns the timer off (until the guest sets a new one, which withdraws
+/// `VSTIP`); a future one has the hrtimer armed for it, which kicks the
+/// vCPU when it is due. A deadline is armed once: re-arming only when it
+/// changes or when the hrtimer fired early (it cannot, as the wait is
+/// rounded up, but a missed event would hang the guest).
+struct SoftTimer<'a> {
+    timer: Pin<&'a KickTimer<GenericVcpu>>,
+    /// The deadline the hrtimer is armed for, and its handle (dropping it
+    /// cancels the hrtimer and waits for a running callback).
+    armed: Option<(u64, PinHrTimerHandle<'a, KickTimer<GenericVcpu>>)>,
+}
+
+impl<'a> SoftTimer<'a> {
+    fn new(timer: Pin<&'a KickTimer<GenericVcpu>>) -> SoftTimer<'a> {
+        SoftTimer { timer, armed: None }
+    }
+
+    /// Delivers or arms the guest's next timer event (see the type).
+    /// Preemptible: cancelling may wait for the callback.
+    fn update(&mut self, v: &mut Vcpu, gv: &GenericVcpu) {
+        let (started, next, delta) = {
+            let mut p = PreemptGuard::new();
+            // SAFETY: Preemption is off.
+            let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
+            (l.timer.started, l.timer.next_cycles, l.htimedelta)
+        };
+        if !started {
+            self.armed = None;
+            return;
+        }
+        let now = guest_time(delta);
+        if now >= next {
+            self.armed = None;
+            {
+                let mut p = PreemptGuard::new();
+                // SAFETY: Preemption is off.
+                let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
+                l.timer.started = false;
+            }
+            gv.arch_shared().set_interrupt(VSTIP);
+            return;
+        }
+        if let Some((at, _)) = &self.armed {
+            if *at == next && !self.timer.fired.load(Ordering::Acquire) {
+                return;
+            }
+        }
+        // Cancel before re-arming, so that `fired` belongs to the new one.
+        self.armed = None;
+        self.timer.fired.store(false, Ordering::Relaxed);
+        let ns = cycles_to_ns(next - now, timebase_hz());
+        // SAFETY: The handle is kept in `self.armed` and dropped (which
+        // cancels the hrtimer) before `self`, whose borrow of the timer
+        // ends before the timer does (`KickTimer::new`'s contract).
+        let handle = unsafe { UnsafeHrTimerPointer::start(self.timer, Delta::from_nanos(ns)) };
+        self.armed = Some((next, handle));
+    }
+}
+
 kernel::impl_has_hr_timer! {
-    impl{K: Kick} HasHrTimer<WfiTimer<K>> for WfiTimer<K> {
+    impl{K: Kick} HasHrTimer<KickTimer<K>> for KickTimer<K> {
         mode: RelativeMode<Monotonic>, field: self.timer
     }
 }
@@ -1324,6 +1459,11 @@ impl SbiEnv for Env<'_> {
     }
 
     fn set_timer(&mut self, next_cycle: u64) -> Result<(), Errno> {
+        if !host_has_sstc() {
+            // The next event withdraws the last one's interrupt; the run
+            // loop's `SoftTimer` arms or raises the new one.
+            self.me.arch_shared().unset_interrupt(VSTIP);
+        }
         self.with_loaded(|l| {
             l.timer.next_cycles = next_cycle;
             l.timer.started = true;
@@ -1384,11 +1524,14 @@ impl SbiEnv for Env<'_> {
         true
     }
 
+    /// `kvm_sbi_hsm_vcpu_get_status()`: stopped, else suspended while the
+    /// vCPU sleeps (WFI or a retentive suspend), else started.
     fn hart_state(&self, idx: usize) -> HartState {
         match self.vcpu_at(idx) {
             Some(t) if t.arch_shared().mp_state(initial_mp_state(idx)) == uapi::KVM_MP_STATE_STOPPED => {
                 HartState::Stopped
             }
+            Some(t) if t.is_blocking() => HartState::Suspended,
             _ => HartState::Started,
         }
     }
@@ -1646,7 +1789,7 @@ mod tests {
         assert_eq!(cycles_to_ns(timebase_hz(), timebase_hz()), 1_000_000_000);
     }
 
-    /// Counts the kicks of a [`WfiTimer`].
+    /// Counts the kicks of a [`KickTimer`].
     struct Kicks(AtomicU32);
 
     impl Kick for Kicks {
@@ -1656,13 +1799,13 @@ mod tests {
     }
 
     #[test]
-    fn wfi_timer_fires_once_and_is_cancelled() {
+    fn kick_timer_fires_once_and_is_cancelled() {
         use kernel::time::delay::fsleep;
         let kicks = Kicks(AtomicU32::new(0));
         {
             // SAFETY: `kicks` outlives the stack-pinned timer, which is
             // only started scoped (cancelled before `start_scoped` returns).
-            pin_init::stack_pin_init!(let t = unsafe { WfiTimer::new(&kicks) });
+            pin_init::stack_pin_init!(let t = unsafe { KickTimer::new(&kicks) });
             // Armed for 1 ms: it kicks once, within a second.
             t.as_ref().start_scoped(Delta::from_millis(1), || {
                 for _ in 0..1000 {
@@ -1673,6 +1816,7 @@ mod tests {
                 }
             });
             assert_eq!(kicks.0.load(Ordering::SeqCst), 1);
+            assert!(t.fired.load(Ordering::SeqCst));
             // Armed far away (a guest compare value of u64::MAX at 1 Hz)
             // and left at once: cancelled, never fires.
             t.as_ref().start_scoped(Delta::from_nanos(cycles_to_ns(u64::MAX, 1)), || {});
@@ -1683,7 +1827,7 @@ mod tests {
         // A deadline already passed (0 ns) fires at once.
         {
             // SAFETY: As above.
-            pin_init::stack_pin_init!(let t = unsafe { WfiTimer::new(&kicks) });
+            pin_init::stack_pin_init!(let t = unsafe { KickTimer::new(&kicks) });
             t.as_ref().start_scoped(Delta::from_nanos(0), || {
                 for _ in 0..1000 {
                     if kicks.0.load(Ordering::SeqCst) != 1 {

@@ -106,6 +106,10 @@ static uint32_t j(int off)
 
 /* ---- The guests. pc starts at word 0. */
 
+/* Writes a guest's words to c[] (at most GUEST_WORDS) and their count to *n. */
+typedef void guest_fn(uint32_t *c, int *n);
+#define GUEST_WORDS 16
+
 /* sbi-user: a7 = SBI_EXT_EXP (set by the host); ecall; loop. */
 static void guest_sbi_user(uint32_t *c, int *n)
 {
@@ -168,8 +172,8 @@ static void guest_fault(uint32_t *c, int *n)
 /* "kvm-bench --dump": the guests' words, for checking with objdump. */
 static void dump(void)
 {
-	void (*g[])(uint32_t *, int *) = { guest_sbi_user, guest_sbi_kernel, guest_mmio, guest_fault };
-	uint32_t code[16];
+	guest_fn *g[] = { guest_sbi_user, guest_sbi_kernel, guest_mmio, guest_fault };
+	uint32_t code[GUEST_WORDS];
 	unsigned int k;
 	int words;
 
@@ -237,9 +241,17 @@ static int slot(struct vm *v, unsigned int id, uint64_t gpa, void *hva, uint64_t
 	return 0;
 }
 
-/* A VM with the guest code at GUEST_CODE and pc there; data_pages > 0 adds slot 1. */
-static int vm_open(struct vm *v, const uint32_t *code, int words, size_t data_pages)
+/*
+ * The setup of every case: a VM with `guest`'s code at GUEST_CODE and one
+ * vCPU with pc there; data_pages > 0 adds slot 1. On failure, `failure` is
+ * set and what was opened is in *v for vm_close().
+ */
+static int vm_open(struct vm *v, guest_fn *guest, size_t data_pages)
 {
+	uint32_t code[GUEST_WORDS];
+	int words;
+
+	guest(code, &words);
 	memset(v, 0, sizeof(*v));
 	v->kvm = v->vm = v->vcpu = -1;
 	v->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -357,14 +369,12 @@ static double fastest(void)
 
 static double case_immediate_exit(long n)
 {
-	uint32_t code[16];
 	struct vm v;
 	double t0, ns = -1;
 	long i, per = n / reps;
-	int words, r;
+	int r;
 
-	guest_sbi_user(code, &words);
-	if (vm_open(&v, code, words, 0))
+	if (vm_open(&v, guest_sbi_user, 0))
 		goto out;
 	v.run->immediate_exit = 1;
 	for (r = 0; r < reps; r++) {
@@ -386,16 +396,14 @@ out:
 }
 
 /* Guests that loop on one exit: sbi-user and mmio-user. */
-static double case_loop_exit(long n, void (*guest)(uint32_t *, int *), uint32_t reason)
+static double case_loop_exit(long n, guest_fn *guest, uint32_t reason)
 {
-	uint32_t code[16];
 	struct vm v;
 	double t0, ns = -1;
 	long i, per = n / reps;
-	int words, r;
+	int r;
 
-	guest(code, &words);
-	if (vm_open(&v, code, words, 0) || set_reg(&v, A7, SBI_EXT_EXP) ||
+	if (vm_open(&v, guest, 0) || set_reg(&v, A7, SBI_EXT_EXP) ||
 	    set_reg(&v, A6, 0) || set_reg(&v, T1, MMIO_ADDR))
 		goto out;
 	for (i = 0; i < 100; i++)	/* warm-up: code page mapped, caches */
@@ -416,15 +424,13 @@ out:
 
 static double case_sbi_kernel(long n)
 {
-	uint32_t code[16];
 	struct vm v;
 	double t0, ns = -1;
 	long per = n / reps;
-	int words, r;
+	int r;
 
-	guest_sbi_kernel(code, &words);
 	/* Warm-up: 100 in-kernel calls, then the timed passes. */
-	if (vm_open(&v, code, words, 0) || set_reg(&v, T0, 100) ||
+	if (vm_open(&v, guest_sbi_kernel, 0) || set_reg(&v, T0, 100) ||
 	    run_expect(&v, KVM_EXIT_RISCV_SBI))
 		goto out;
 	for (r = 0; r < reps; r++) {
@@ -444,15 +450,13 @@ out:
 /* Each pass touches the next `per` fresh pages (the guest keeps t1). */
 static double case_page_fault(long pages)
 {
-	uint32_t code[16];
 	struct vm v;
 	double t0, ns = -1;
 	long per = pages / reps;
-	int words, r;
+	int r;
 
-	guest_fault(code, &words);
 	/* Warm-up: count 0 (the code page faults in), then the timed passes. */
-	if (vm_open(&v, code, words, per * reps) || set_reg(&v, T0, 0) ||
+	if (vm_open(&v, guest_fault, per * reps) || set_reg(&v, T0, 0) ||
 	    run_expect(&v, KVM_EXIT_RISCV_SBI) ||
 	    set_reg(&v, T1, GUEST_DATA) || set_reg(&v, T2, 4096))
 		goto out;

@@ -1863,6 +1863,33 @@ static void riscv_regs(int kvm, long mmap_size)
 	rv_set("rv after run: SET sbi_ext DBCN U32", vcpu, RV32(KVM_REG_RISCV_SBI_EXT, KVM_RISCV_SBI_EXT_DBCN), 0);
 	rv_set("rv after run: SET core pc", vcpu, RV64(KVM_REG_RISCV_CORE, 0), 0x80400000);
 	rv_get("rv after run: GET core pc", vcpu, RV64(KVM_REG_RISCV_CORE, 0));
+	/*
+	 * KVM_INTERRUPT from outside shows in sip (flushed on read), and a
+	 * sip write replaces the changes not flushed yet. Then a timer event
+	 * armed through ONE_REG that is already due: without Sstc it is
+	 * delivered (sip.STIP, state off) without any KVM_RUN, as upstream's
+	 * hrtimer does; with Sstc nothing changes.
+	 */
+	{
+		uint64_t sip_id = RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(sip));
+		struct kvm_interrupt irq = { .irq = KVM_INTERRUPT_SET };
+
+		IOCTL("rv KVM_INTERRUPT set", vcpu, KVM_INTERRUPT, &irq);
+		rv_get("rv GET sip after KVM_INTERRUPT set", vcpu, sip_id);
+		irq.irq = KVM_INTERRUPT_UNSET;
+		IOCTL("rv KVM_INTERRUPT unset", vcpu, KVM_INTERRUPT, &irq);
+		rv_get("rv GET sip after KVM_INTERRUPT unset", vcpu, sip_id);
+		irq.irq = KVM_INTERRUPT_SET;
+		IOCTL("rv KVM_INTERRUPT set again", vcpu, KVM_INTERRUPT, &irq);
+		rv_set("rv SET sip SSIP", vcpu, sip_id, 2);
+		rv_get("rv GET sip after SET (KVM_INTERRUPT change dropped)", vcpu, sip_id);
+		rv_set("rv SET sip 0", vcpu, sip_id, 0);
+		rv_set("rv SET timer compare 1", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(compare)), 1);
+		rv_set("rv SET timer state on (due)", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(state)), 1);
+		usleep(20000);
+		rv_get("rv GET timer state after due", vcpu, RV64(KVM_REG_RISCV_TIMER, KVM_REG_RISCV_TIMER_REG(state)));
+		rv_get("rv GET sip after due timer", vcpu, sip_id);
+	}
 	printf("rv reg list n (first): %llu\n", (unsigned long long)n);
 	close(vcpu);
 	close(vm);
@@ -1923,13 +1950,55 @@ static const char *rv_hx(uint64_t v)
 	return b;
 }
 
+/* The handler at GUEST_TRAP: a0 = scause, a1 = stval, a6 = 7, the "done" call. */
+static const uint32_t rv_trap[] = { CSRR(10, 0x142), CSRR(11, 0x143), ADDI(16, 0, 7),
+				    LUI(17, DONE_EID >> 12), ECALL };
+
+/*
+ * The VM of a guest step: GUEST_RAM at GPA 0 (slot 0, `slot_flags`) holding
+ * `code` (`size` bytes) at 0 and rv_trap at GUEST_TRAP; with
+ * KVM_MEM_READONLY also a writable slot 1 at GPA 0x100000 on the same memory,
+ * for the data the program stores. Prints the steps "rvg <name> VM",
+ * "rvg <name> memslot" (and "rvg <name> memslot 1"). Returns the VM fd, with
+ * the memory in *mem (GUEST_RAM bytes, for the caller to unmap), or -1 with
+ * nothing left open.
+ */
+static int rv_guest_vm(int kvm, const char *name, const uint32_t *code, size_t size,
+		       uint32_t slot_flags, uint8_t **mem)
+{
+	struct kvm_userspace_memory_region r;
+	char what[200];
+	int vm;
+
+	snprintf(what, sizeof(what), "rvg %s VM", name);
+	vm = IOCTL_FD(what, kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return -1;
+	*mem = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*mem == MAP_FAILED) {
+		close(vm);
+		return -1;
+	}
+	memcpy(*mem, code, size);
+	memcpy(*mem + GUEST_TRAP, rv_trap, sizeof(rv_trap));
+	r = (struct kvm_userspace_memory_region){ .slot = 0, .flags = slot_flags,
+		.guest_phys_addr = 0, .memory_size = GUEST_RAM,
+		.userspace_addr = (uint64_t)(uintptr_t)*mem };
+	snprintf(what, sizeof(what), "rvg %s memslot", name);
+	IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
+	if (slot_flags & KVM_MEM_READONLY) {
+		r = (struct kvm_userspace_memory_region){ .slot = 1, .guest_phys_addr = 0x100000,
+			.memory_size = GUEST_RAM, .userspace_addr = (uint64_t)(uintptr_t)*mem };
+		snprintf(what, sizeof(what), "rvg %s memslot 1", name);
+		IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
+	}
+	return vm;
+}
+
 static void rv_guest(int kvm, long mmap_size, const char *name, const uint32_t *code,
 		     unsigned int ncode, const struct rv_preset *pre, unsigned int npre,
 		     uint32_t slot_flags)
 {
-	static const uint32_t trap[] = { CSRR(10, 0x142), CSRR(11, 0x143), ADDI(16, 0, 7),
-					 LUI(17, DONE_EID >> 12), ECALL };
-	struct kvm_userspace_memory_region r;
 	struct sigaction sa;
 	struct kvm_run *run;
 	char what[200];
@@ -1938,29 +2007,9 @@ static void rv_guest(int kvm, long mmap_size, const char *name, const uint32_t *
 	int vm, vcpu, k;
 	uint8_t *mem;
 
-	snprintf(what, sizeof(what), "rvg %s VM", name);
-	vm = IOCTL_FD(what, kvm, KVM_CREATE_VM, 0);
+	vm = rv_guest_vm(kvm, name, code, ncode * sizeof(uint32_t), slot_flags, &mem);
 	if (vm < 0)
 		return;
-	mem = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED) {
-		close(vm);
-		return;
-	}
-	memcpy(mem, code, ncode * sizeof(uint32_t));
-	memcpy(mem + GUEST_TRAP, trap, sizeof(trap));
-	r = (struct kvm_userspace_memory_region){ .slot = 0, .flags = slot_flags,
-		.guest_phys_addr = 0, .memory_size = GUEST_RAM,
-		.userspace_addr = (uint64_t)(uintptr_t)mem };
-	snprintf(what, sizeof(what), "rvg %s memslot", name);
-	IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
-	if (slot_flags & KVM_MEM_READONLY) {
-		/* A writable slot for the data the program stores to (GPA 0x100000). */
-		r = (struct kvm_userspace_memory_region){ .slot = 1, .guest_phys_addr = 0x100000,
-			.memory_size = GUEST_RAM, .userspace_addr = (uint64_t)(uintptr_t)mem };
-		snprintf(what, sizeof(what), "rvg %s memslot 1", name);
-		IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
-	}
 	snprintf(what, sizeof(what), "rvg %s vCPU", name);
 	vcpu = IOCTL_FD(what, vm, KVM_CREATE_VCPU, 0);
 	if (vcpu < 0)
@@ -2140,28 +2189,15 @@ static void rv_ipi_storm(int kvm, long mmap_size)
 		ADDI(20, 20, -1), B_T(-0x2c, 0, 20, 1),			/* 0x28: s4--, bnez s4, 0 */
 		ADDI(10, 19, 0), ADDI(11, 21, 0), DONE,			/* 0x30 */
 	};
-	static const uint32_t trap[] = { CSRR(10, 0x142), CSRR(11, 0x143), ADDI(16, 0, 7),
-					 LUI(17, DONE_EID >> 12), ECALL };
 	struct rv_storm_vcpu c[4];
-	struct kvm_userspace_memory_region r;
 	pthread_t t[4];
 	char what[120];
 	uint8_t *mem;
 	int vm, i, started[4] = { 0 };
 
-	vm = IOCTL_FD("rvg ipi storm VM", kvm, KVM_CREATE_VM, 0);
+	vm = rv_guest_vm(kvm, "ipi storm", code, sizeof(code), 0, &mem);
 	if (vm < 0)
 		return;
-	mem = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED) {
-		close(vm);
-		return;
-	}
-	memcpy(mem, code, sizeof(code));
-	memcpy(mem + GUEST_TRAP, trap, sizeof(trap));
-	r = (struct kvm_userspace_memory_region){ .slot = 0, .guest_phys_addr = 0,
-		.memory_size = GUEST_RAM, .userspace_addr = (uint64_t)(uintptr_t)mem };
-	IOCTL("rvg ipi storm memslot", vm, KVM_SET_USER_MEMORY_REGION, &r);
 	memset(c, 0, sizeof(c));
 	for (i = 0; i < 4; i++) {
 		c[i].id = i;
@@ -2205,6 +2241,194 @@ static void rv_ipi_storm(int kvm, long mmap_size)
 	close(vm);
 	munmap(mem, GUEST_RAM);
 }
+
+/*
+ * 7. HSM and receiving an IPI, 2 vCPUs. vCPU 0 starts hart 1 at 0x100 (opaque
+ * 0x55), waits until hart 1 has written 1 to 0x400 (not until hart_status
+ * says started: a started hart's reset, done by its own thread, clears its
+ * pending interrupts on both backends, so an IPI sent before could be lost),
+ * waits until hart_status of hart 1 is no longer "started" (bounded: hart 1
+ * sleeps in WFI, which upstream reports as suspended, 4), sends it an IPI,
+ * waits until hart_status says stopped, and ends with a0 = the start call's
+ * error, a1 = (the status seen while hart 1 slept << 32) | the IPI's error. vCPU 1 (stopped at creation) keeps
+ * a1/a0 of its start in s3/s4, sets sie.SSIE (SIE off), writes the flag,
+ * waits in WFI, polls sip.SSIP (bounded), keeps sip in s5, clears SSIP
+ * itself (csrc sip), keeps sip in s6, and stops itself with HSM hart_stop:
+ * its KVM_RUN then sleeps until a signal ends it (EINTR). Only each vCPU's
+ * final state is printed (nothing depends on the order of the two threads).
+ */
+struct rv_hsm_vcpu {
+	int fd;
+	struct kvm_run *run;
+	long ret;
+	int err, exits;
+	uint32_t exit_reason;
+	uint64_t eid, a0, a1;
+};
+
+static void rv_on_usr1(int sig) { (void)sig; }
+
+static void *rv_hsm_thread(void *p)
+{
+	struct rv_hsm_vcpu *c = p;
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		c->ret = ioctl(c->fd, KVM_RUN, 0);
+		c->err = c->ret < 0 ? errno : 0;
+		c->exits++;
+		c->exit_reason = c->run->exit_reason;
+		if (c->ret < 0 || c->run->exit_reason != KVM_EXIT_RISCV_SBI)
+			break;
+		c->eid = c->run->riscv_sbi.extension_id;
+		c->a0 = c->run->riscv_sbi.args[0];
+		c->a1 = c->run->riscv_sbi.args[1];
+		if (c->eid == DONE_EID)
+			break;
+	}
+	return NULL;
+}
+
+#define RV_HSM LUI(17, 0x485), ADDI(17, 17, 0x34d)	/* a7 = "HSM" */
+#define RV_IPI LUI(17, 0x735), ADDI(17, 17, 0x49)	/* a7 = "sPI" */
+static void rv_hsm_ipi(int kvm, long mmap_size)
+{
+	static const uint32_t v0[] = {
+		RV_HSM, ADDI(16, 0, 0), ADDI(10, 0, 1), ADDI(11, 0, 0x100),	/* 0x00 */
+		ADDI(12, 0, 0x55), ECALL, ADDI(9, 10, 0),			/* 0x14: start(1, 0x100, 0x55) */
+		ADDI(T0, 0, 0x400), LOAD(2, 7, T0), B_T(-4, 0, 7, 0),		/* 0x20: until *0x400 != 0 */
+		RV_HSM, ADDI(16, 0, 2), LUI(19, 0x20),				/* 0x2c: x19 = 128K */
+		ADDI(10, 0, 1), ECALL, B_T(12, 0, 11, 1),			/* 0x3c: until status(1) != 0 */
+		ADDI(19, 19, -1), B_T(-16, 0, 19, 1),				/*       (bounded) */
+		ADDI(20, 11, 0),						/* 0x50: s4 = that status */
+		RV_IPI, ADDI(16, 0, 0), ADDI(10, 0, 2), ADDI(11, 0, 0),	/* 0x54 */
+		ECALL, ADDI(18, 10, 0),						/* 0x68: send_ipi(2, 0) */
+		RV_HSM, ADDI(16, 0, 2), ADDI(10, 0, 1), ECALL,			/* 0x70 */
+		ADDI(T0, 0, 1), B_T(-12, T0, 11, 1),				/* 0x84: until status(1) == 1 */
+		I_T(32, 20, 1, 20, 0x13),					/* 0x8c: slli s4, s4, 32 */
+		(20 << 20) | (18 << 15) | (6 << 12) | (11 << 7) | 0x33,	/* 0x90: a1 = s4 | s2 */
+		ADDI(10, 9, 0), DONE,						/* 0x94 */
+	};
+	static const uint32_t v1[] = {
+		ADDI(19, 11, 0), ADDI(20, 10, 0),				/* 0x100: s3 = a1, s4 = a0 */
+		ADDI(T1, 0, 2), I_T(0x104, T1, 2, 0, 0x73),			/* 0x108: csrs sie, SSIE */
+		ADDI(T0, 0, 0x400), ADDI(T1, 0, 1), STORE(2, T1, T0),		/* 0x110: *0x400 = 1 (ready) */
+		0x10500073u, LUI(18, 0x100),					/* 0x11c: wfi; x18 = 1M */
+		CSRR(7, 0x144), I_T(2, 7, 7, 7, 0x13), B_T(12, 0, 7, 1),	/* 0x124: until sip.SSIP */
+		ADDI(18, 18, -1), B_T(-16, 0, 18, 1),
+		CSRR(21, 0x144), ADDI(T1, 0, 2), I_T(0x144, T1, 3, 0, 0x73),	/* 0x138: s5 = sip; csrc sip */
+		CSRR(22, 0x144),						/* 0x144: s6 = sip */
+		RV_HSM, ADDI(16, 0, 1), ECALL,					/* 0x148: hart_stop */
+		DONE,
+	};
+	static const struct { const char *n; uint64_t id; } regs[] = {
+		{ "s3 (a1 at start)", RV64(KVM_REG_RISCV_CORE, 19) },
+		{ "s4 (a0 at start)", RV64(KVM_REG_RISCV_CORE, 20) },
+		{ "s5 (sip pending)", RV64(KVM_REG_RISCV_CORE, 21) },
+		{ "s6 (sip cleared)", RV64(KVM_REG_RISCV_CORE, 22) },
+		{ "pc", RV64(KVM_REG_RISCV_CORE, KVM_REG_RISCV_CORE_REG(regs.pc)) },
+	};
+	uint32_t code[0x200 / 4] = { 0 };
+	struct rv_hsm_vcpu c[2];
+	struct sigaction sa;
+	pthread_t t[2];
+	char what[120];
+	uint8_t *mem;
+	uint64_t v;
+	unsigned int k;
+	int vm, i, started[2] = { 0 };
+
+	memcpy(code, v0, sizeof(v0));
+	memcpy(code + 0x100 / 4, v1, sizeof(v1));
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = rv_on_usr1; /* no SA_RESTART: the signal ends KVM_RUN */
+	sigaction(SIGUSR1, &sa, NULL);
+	vm = rv_guest_vm(kvm, "hsm ipi", code, sizeof(code), 0, &mem);
+	if (vm < 0)
+		return;
+	memset(c, 0, sizeof(c));
+	for (i = 0; i < 2; i++) {
+		snprintf(what, sizeof(what), "rvg hsm ipi vCPU %d", i);
+		c[i].fd = IOCTL_FD(what, vm, KVM_CREATE_VCPU, i);
+		c[i].run = MAP_FAILED;
+		if (c[i].fd < 0)
+			continue;
+		c[i].run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, c[i].fd, 0);
+		v = GUEST_TRAP;
+		rv_one_reg(c[i].fd, KVM_SET_ONE_REG, RV64(KVM_REG_RISCV_CSR, KVM_REG_RISCV_CSR_REG(stvec)), &v);
+	}
+	if (c[1].fd >= 0) {
+		struct kvm_mp_state mp = { 0xff };
+
+		snprintf(what, sizeof(what), "rvg hsm ipi vCPU 1 MP state before");
+		if (IOCTL(what, c[1].fd, KVM_GET_MP_STATE, &mp) == 0)
+			printf("%s: %u\n", what, mp.mp_state);
+	}
+	for (i = 1; i >= 0; i--)
+		if (c[i].run != MAP_FAILED)
+			started[i] = pthread_create(&t[i], NULL, rv_hsm_thread, &c[i]) == 0;
+	for (i = 0; i < 2; i++) {
+		struct timespec until;
+		int r = -1;
+
+		if (!started[i])
+			continue;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 30;
+		snprintf(what, sizeof(what), "rvg hsm ipi vCPU %d", i);
+		if (i == 1) {
+			/* Stopped by its own hart_stop: a signal ends its KVM_RUN. */
+			for (k = 0; k < 300 && r != 0; k++) {
+				struct timespec step;
+
+				pthread_kill(t[1], SIGUSR1);
+				clock_gettime(CLOCK_REALTIME, &step);
+				step.tv_nsec += 100000000;
+				if (step.tv_nsec >= 1000000000) {
+					step.tv_sec++;
+					step.tv_nsec -= 1000000000;
+				}
+				r = pthread_timedjoin_np(t[1], NULL, &step);
+			}
+		} else {
+			r = pthread_timedjoin_np(t[i], NULL, &until);
+		}
+		if (r != 0) {
+			printf("%s: did not finish in 30 s\n", what);
+			started[i] = 0;
+			continue;
+		}
+		if (c[i].ret < 0)
+			printf("%s: KVM_RUN -%s exit_reason %u after %d exits\n", what,
+			       errname(c[i].err) ? errname(c[i].err) : "E?", c[i].exit_reason, c[i].exits);
+		else
+			printf("%s: exit_reason %u eid %s a0 %s a1 %s after %d exits\n", what,
+			       c[i].exit_reason, rv_hx(c[i].eid), rv_hx(c[i].a0), rv_hx(c[i].a1), c[i].exits);
+	}
+	if (started[1]) {
+		struct kvm_mp_state mp = { 0xff };
+
+		for (k = 0; k < N(regs); k++) {
+			snprintf(what, sizeof(what), "rvg hsm ipi vCPU 1 %s", regs[k].n);
+			v = 0;
+			if (RV_GET(what, c[1].fd, regs[k].id, &v) == 0)
+				printf("%s value: %s\n", what, rv_hx(v));
+		}
+		snprintf(what, sizeof(what), "rvg hsm ipi vCPU 1 MP state after");
+		if (IOCTL(what, c[1].fd, KVM_GET_MP_STATE, &mp) == 0)
+			printf("%s: %u\n", what, mp.mp_state);
+	}
+	for (i = 0; i < 2; i++) {
+		if (c[i].run != MAP_FAILED)
+			munmap(c[i].run, mmap_size);
+		if (c[i].fd >= 0 && (started[i] || c[i].run == MAP_FAILED))
+			close(c[i].fd);
+	}
+	close(vm);
+	munmap(mem, GUEST_RAM);
+}
+#undef RV_HSM
+#undef RV_IPI
 
 static void rv_guests(int kvm, long mmap_size)
 {
@@ -2327,6 +2551,47 @@ static void rv_guests(int kvm, long mmap_size)
 		rv_guest(kvm, mmap_size, "jump to no slot", j2, N(j2), jpre, N(jpre), 0);
 		jpre[0].value = 1ULL << 50;
 		rv_guest(kvm, mmap_size, "jump beyond gpa bits", j2, N(j2), jpre, N(jpre), 0);
+	}
+	/* 7. HSM start/status/stop and an IPI received in WFI (above). */
+	rv_hsm_ipi(kvm, mmap_size);
+	/*
+	 * 6. The guest timer through SBI set_timer (vstimecmp with Sstc, the
+	 * hrtimer fallback without: make check runs kvm-diff on a host
+	 * without Sstc too). sie.STIE on, sstatus.SIE off; WFI must wake once
+	 * the event is due; then sip.STIP is polled (at most RV_POLL times:
+	 * with Sstc the emulated hart raises the interrupt a little after the
+	 * backend saw the deadline pass and ended WFI; without the poll
+	 * upstream KVM itself lost it in one run of two) and SIE set, so the
+	 * trap (scause = S timer) is taken at the insn after "csrsi sstatus,
+	 * SIE" and the handler ends the run with a0 = scause. The same for an
+	 * event already due. Then one withdrawn by the next set_timer: a0 =
+	 * sip while pending, a1 = sip after set_timer(-1), and no trap.
+	 */
+	{
+#define RV_WFI 0x10500073u
+#define RV_STIE_ON ADDI(T1, 0, 0x20), I_T(0x104, T1, 2, 0, 0x73) /* csrs sie, t1 */
+#define RV_SIE_ON I_T(0x100, 2, 6, 0, 0x73) /* csrsi sstatus, SIE */
+	/* Until sip.STIP or x18 runs out: t2 = sip & STIP; bnez t2, out; x18--; bnez x18, back. */
+#define RV_POLL_STIP CSRR(7, 0x144), I_T(0x20, 7, 7, 7, 0x13), B_T(12, 0, 7, 1), ADDI(18, 18, -1), \
+	B_T(-16, 0, 18, 1)
+#define RV_POLL 2000000
+		struct rv_preset pre[] = { { 17, 0x54494d45 }, { 16, 0 }, { 18, RV_POLL } };
+		uint32_t fire[] = { CSRR(10, 0xc01), ADDI(10, 10, 1000), ECALL, RV_STIE_ON, RV_WFI,
+				    RV_POLL_STIP, RV_SIE_ON, DONE };
+		uint32_t past[] = { CSRR(10, 0xc01), ADDI(10, 0, 1), ECALL, RV_STIE_ON, RV_WFI,
+				    RV_POLL_STIP, RV_SIE_ON, DONE };
+		uint32_t withdraw[] = { CSRR(10, 0xc01), ADDI(10, 10, 100), ECALL, RV_STIE_ON, RV_WFI,
+					RV_POLL_STIP, CSRR(9, 0x144), ADDI(10, 0, -1), ECALL,
+					CSRR(11, 0x144), RV_SIE_ON, ADDI(10, 9, 0), DONE };
+
+		rv_guest(kvm, mmap_size, "timer fires in wfi", fire, N(fire), pre, N(pre), 0);
+		rv_guest(kvm, mmap_size, "timer already due", past, N(past), pre, N(pre), 0);
+		rv_guest(kvm, mmap_size, "timer withdrawn", withdraw, N(withdraw), pre, N(pre), 0);
+#undef RV_WFI
+#undef RV_STIE_ON
+#undef RV_SIE_ON
+#undef RV_POLL_STIP
+#undef RV_POLL
 	}
 }
 
