@@ -314,7 +314,9 @@ pub(crate) trait Arch {
     ///
     /// - riscv64: completes a pending MMIO load, forwarded SBI call or CSR
     ///   access (register write, `sepc` advance), once;
-    /// - arm64: nothing yet (no MMIO exits without a world switch).
+    /// - arm64: completes a pending MMIO load (register write with the
+    ///   syndrome's size, sign extension and width) or store (`pc` advance),
+    ///   once (`arch/arm64/kvm/run.rs`).
     fn vcpu_complete_exit(vcpu: &mut Self::Vcpu, run: &VcpuRun<'_>) -> Result<(), Errno>;
 
     /// `KVM_RUN` once the core has checked `immediate_exit`, applied the
@@ -335,22 +337,20 @@ pub(crate) trait Arch {
     ///   `switch.rs`): VS CSRs loaded at the start and on preemption
     ///   (preempt notifier), requests, G-stage entry, exits (SBI, G-stage
     ///   faults and MMIO, virtual instructions, WFI);
-    /// - arm64: no world switch yet: [`VcpuRun::handle_work`], the generic
-    ///   requests, then `ENOEXEC`. The VHE world switch will do the same as
-    ///   riscv64: `vcpu_load()` (and a preempt notifier) for the EL1 and
-    ///   timer state, `VcpuRun::vcpu().enter_guest_mode()` with interrupts
-    ///   off before `__kvm_vcpu_run()`, and [`Arch::kick_cpu`] sending the
-    ///   reschedule IPI that makes a running guest exit.
+    /// - arm64: the VHE world switch (`arch/arm64/kvm/run.rs`,
+    ///   `switch.rs`): the guest's EL1, timer and FP state loaded and saved
+    ///   around each entry with interrupts off (nothing stays loaded, so no
+    ///   preempt notifier), exits (stage-2 faults and MMIO, SMCCC/PSCI,
+    ///   WFI/WFE, trapped system registers).
     fn vcpu_run(vcpu: &mut Self::Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno>;
 
     /// Interrupts `cpu`, on which a vCPU may be running guest code, so that
     /// the guest exits (`kvm_vcpu_kick()`'s `smp_send_reschedule()`).
     ///
     /// - riscv64: the reschedule IPI (`arch_smp_send_reschedule()`);
-    /// - arm64: nothing yet (no vCPU enters guest mode; the arm64 export of
-    ///   `arch_smp_send_reschedule()` does not exist, so this will need
-    ///   `kick_process()` or a patch).
-    #[cfg_attr(CONFIG_ARM64, allow(dead_code))]
+    /// - arm64: an asynchronous function-call IPI
+    ///   (`smp_call_function_single_async()` on a per-CPU csd): arm64 does
+    ///   not export `arch_smp_send_reschedule()`.
     fn kick_cpu(cpu: u32);
 
     /// Per-vCPU architecture state that other threads touch while the
@@ -425,7 +425,8 @@ pub(crate) trait Arch {
     ///
     /// - riscv64: the G-stage root (Sv39x4/Sv48x4/Sv57x4 per the VM's GPA
     ///   bits) and the VM's VMID (`arch/riscv/kvm/gstage.rs`, `vmid.rs`);
-    /// - arm64: the stage-2 root and VMID (`kvm_s2_mmu`), not written yet.
+    /// - arm64: the stage-2 tables and VMID (`kvm_s2_mmu`,
+    ///   `arch/arm64/kvm/stage2.rs`, `pgtable.rs`).
     type Stage2: Send;
 
     /// Creates the stage-2 state of a new VM with `gpa_bits`
@@ -452,7 +453,7 @@ pub(crate) trait Arch {
     /// otherwise keep the pages looking old.
     ///
     /// - riscv64: `hfence.gvma` of the VM's VMID on every online CPU;
-    /// - arm64: nothing is mapped yet, nothing to do.
+    /// - arm64: `TLBI VMALLS12E1IS` of the VM's VMID (broadcast).
     fn stage2_flush_all(s2: &mut Self::Stage2);
 
     /// Removes write access from the mappings of `[gfn_start, gfn_end)`
@@ -464,9 +465,8 @@ pub(crate) trait Arch {
     ///
     /// - riscv64: clears W on the G-stage leaves and remembers that a
     ///   flush is due;
-    /// - arm64: nothing is mapped yet, so nothing to do. With the stage-2
-    ///   tables it becomes `kvm_pgtable_stage2_wrprotect()` on the range,
-    ///   with the same deferred flush (`kvm_flush_remote_tlbs_memslot()`).
+    /// - arm64: clears `S2AP[1]` on the stage-2 leaves, with the same
+    ///   deferred flush.
     fn stage2_wrprotect(s2: &mut Self::Stage2, gfn_start: u64, gfn_end: u64);
 
     /// Flushes the guest TLBs of every CPU after [`Arch::stage2_wrprotect`]
@@ -474,7 +474,7 @@ pub(crate) trait Arch {
     /// writable translation.
     ///
     /// - riscv64: `hfence.gvma` of the VM's VMID on every online CPU;
-    /// - arm64: nothing yet (a `TLBI VMALLS12E1IS` for the VMID later).
+    /// - arm64: `TLBI VMALLS12E1IS` of the VM's VMID (broadcast).
     fn stage2_flush_wrprotected(s2: &mut Self::Stage2);
 
     /// `kvm_arch_intc_initialized()`: whether `KVM_IRQFD` may assign

@@ -610,6 +610,33 @@ pub(crate) fn create_fd(vm: Arc<Vm>, vcpus: &mut KVVec<Arc<Vcpu>>, id: u32) -> R
     Ok(fd)
 }
 
+/// `rseq_virt_userspace_exit()` after `KVM_RUN` (`kvm_vcpu_ioctl()`): on an
+/// arch without the generic TIF bits (arm64: `TIF_RSEQ` is
+/// `TIF_NOTIFY_RESUME`), a task that was scheduled while in `KVM_RUN` must
+/// raise `TIF_NOTIFY_RESUME` so that its rseq area is updated on the way
+/// back to userspace (the run loop's notify-resume work does not set the
+/// rseq fields then). riscv64 has the generic bits: nothing to do.
+fn rseq_virt_userspace_exit() {
+    #[cfg(all(CONFIG_RSEQ, not(CONFIG_HAVE_GENERIC_TIF_BITS)))]
+    {
+        let task = kernel::task::Task::current_raw();
+        // SAFETY: The current task's own rseq event byte, which the
+        // scheduler sets on this task's context switches only; a racy read
+        // is what upstream does (a plain load).
+        let switched = unsafe {
+            core::ptr::addr_of!((*task).rseq.event.__bindgen_anon_1.__bindgen_anon_1.__bindgen_anon_1.__bindgen_anon_1.sched_switch)
+                .read_volatile()
+        };
+        if switched != 0 {
+            // SAFETY: `set_tsk_thread_flag(current, TIF_NOTIFY_RESUME)`:
+            // the flags word is only changed atomically (`set_bit()`), by
+            // any CPU.
+            let flags = unsafe { core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!((*task).thread_info.flags).cast()) };
+            flags.fetch_or(1 << bindings::TIF_NOTIFY_RESUME, Ordering::SeqCst);
+        }
+    }
+}
+
 impl VcpuRef {
     /// `KVM_RUN`.
     fn run(&self, st: &mut VcpuState, arg: usize) -> Result<isize> {
@@ -619,14 +646,18 @@ impl VcpuRef {
         Host::vcpu_run_check(&mut st.arch, &mut self.vm.arch().lock())?;
         let vcpu = &self.vcpu;
         let mut run = VcpuRun { vm: &self.vm, vcpu };
-        Host::vcpu_complete_exit(&mut st.arch, &run)?;
-        if vcpu.immediate_exit() {
-            return Err(EINTR);
-        }
-        let _sigmask = SigmaskGuard::activate(st.sigset);
-        vcpu.set_exit_reason(kernel::uapi::KVM_EXIT_UNKNOWN);
-        Host::vcpu_run(&mut st.arch, &mut run)?;
-        Ok(0)
+        let r = (|| {
+            Host::vcpu_complete_exit(&mut st.arch, &run)?;
+            if vcpu.immediate_exit() {
+                return Err(EINTR);
+            }
+            let _sigmask = SigmaskGuard::activate(st.sigset);
+            vcpu.set_exit_reason(kernel::uapi::KVM_EXIT_UNKNOWN);
+            Host::vcpu_run(&mut st.arch, &mut run)?;
+            Ok(0)
+        })();
+        rseq_virt_userspace_exit();
+        r
     }
 
     /// `KVM_SET_SIGNAL_MASK`: `arg` 0 clears the mask, else it points to a

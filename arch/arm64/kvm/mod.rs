@@ -8,12 +8,24 @@
 //! [`state`] (vCPU/VM state, `KVM_ARM_VCPU_INIT`, ONE_REG, REG_LIST). This
 //! file reads the host for them and moves bytes from and to userspace.
 
+mod esr;
 mod ftr_tables;
+mod hypercalls;
 mod idregs;
+mod pgtable;
 mod regs;
+mod run;
+mod stage2;
 mod state;
+mod switch;
 mod sysreg;
 mod sysregs;
+/// The VMID allocator: riscv's `vmid.rs` is arch-neutral logic (generations
+/// and rollover over a `SpaceLock`) apart from its `hgatp` probe, which
+/// arm64 does not use; the same file is compiled here.
+#[path = "../../riscv/kvm/vmid.rs"]
+#[allow(dead_code)]
+mod vmid;
 
 // The pure files reach the generic ones as `super::abi`/`super::one_reg`.
 use crate::kvm::{
@@ -79,6 +91,7 @@ use kernel::{
         _IOW, //
     },
     prelude::*,
+    sync::Arc,
     transmute::{
         AsBytes,
         FromBytes, //
@@ -143,14 +156,51 @@ const GUESTDBG_VALID_MASK: u32 = uapi::KVM_GUESTDBG_ENABLE
     | uapi::KVM_GUESTDBG_USE_SW_BP
     | uapi::KVM_GUESTDBG_USE_HW;
 
+/// The arm64 state of a VM (`Arch::Vm`): the registers' VM-wide part
+/// ([`VmRegs`], which it dereferences to) and what the run loop shares.
+pub(crate) struct Vm {
+    /// The VM-wide register state.
+    regs: VmRegs,
+    /// Every vCPU's MP state (see `run.rs`).
+    power: Arc<run::PowerTable>,
+    /// `KVM_ARCH_FLAG_RETURN_NISV_IO_ABORT_TO_USER`
+    /// (`KVM_CAP_ARM_NISV_TO_USER`).
+    nisv_to_user: bool,
+    /// `KVM_ARCH_FLAG_SYSTEM_SUSPEND_ENABLED` (`KVM_CAP_ARM_SYSTEM_SUSPEND`).
+    system_suspend: bool,
+}
+
+impl core::ops::Deref for Vm {
+    type Target = VmRegs;
+    fn deref(&self) -> &VmRegs {
+        &self.regs
+    }
+}
+
+impl core::ops::DerefMut for Vm {
+    fn deref_mut(&mut self) -> &mut VmRegs {
+        &mut self.regs
+    }
+}
+
 /// The arm64 state of a vCPU.
 pub(crate) struct Vcpu {
     /// The registers and whether `KVM_ARM_VCPU_INIT` ran
     /// ([`state::ArmVcpu`]).
     arm: ArmVcpu,
-    /// `vcpu->arch.mp_state`: `KVM_MP_STATE_RUNNABLE`, `_STOPPED` or
-    /// `_SUSPENDED`.
-    mp_state: u32,
+    /// The vCPU's creation index in the VM.
+    idx: usize,
+    /// The VM's power table: `vcpu->arch.mp_state` of every vCPU
+    /// (`KVM_MP_STATE_RUNNABLE`, `_STOPPED` or `_SUSPENDED`).
+    power: Arc<run::PowerTable>,
+    /// The run loop's state (pending MMIO, FP registers, last CPU).
+    run: run::RunState,
+    /// The VM's virtual counter offset, as of the run's start.
+    voffset: u64,
+    /// The VM's `KVM_CAP_ARM_NISV_TO_USER`, as of the run's start.
+    nisv_to_user: bool,
+    /// The VM's IPA bits.
+    ipa_bits: u32,
     /// `vcpu->guest_debug`: 0, or a valid control with `ENABLE`.
     guest_debug: u32,
     /// `vcpu->arch.external_debug_state`: the breakpoint and watchpoint
@@ -301,7 +351,7 @@ impl Arch for Host {
     const VCPU_STATS: &'static StatsSchema = &ARM64_VCPU_SCHEMA;
     const SLOT_NEEDS_WRITABLE_VMA: bool = false;
     type Vcpu = Vcpu;
-    type Vm = VmRegs;
+    type Vm = Vm;
 
     fn probe() -> Result {
         let el = sysreg::current_el();
@@ -314,12 +364,29 @@ impl Arch for Host {
             pr_err!("HCR_EL2.E2H is clear: the kernel is not a VHE host\n");
             return Err(ENODEV);
         }
+        if cpus_have_cap(bindings::ARM64_HAS_GIC_PRIO_MASKING) {
+            // Pseudo-NMIs: "interrupts off" is a GIC priority mask, which
+            // would also keep the host's interrupts from making a running
+            // guest exit; the world switch does not switch the PMR.
+            pr_err!("the kernel masks interrupts by GIC priority (pseudo-NMI): not supported\n");
+            return Err(ENODEV);
+        }
         let Some(pa_bits) = sysreg::parange_bits(sysreg::id_aa64mmfr0_el1()) else {
             pr_err!("reserved ID_AA64MMFR0_EL1.PARange: cannot size the IPA space\n");
             return Err(ENODEV);
         };
         let ipa = pa_bits.min(MAX_IPA_BITS);
         IPA_LIMIT.store(ipa, Ordering::Relaxed);
+        // SAFETY: Called once, at module load, before any VM exists.
+        unsafe {
+            stage2::init(
+                sysreg::id_aa64mmfr0_el1(),
+                sysreg::id_aa64mmfr1_el1(),
+                sysreg::id_aa64mmfr2_el1(),
+                sanitised(idregs::CTR_EL0),
+            )
+        };
+        run::probe_host_ext();
         for (slot, v) in BOOT_IMP_ID.iter().zip([sysreg::midr_el1(), sysreg::revidr_el1(), sysreg::aidr_el1()]) {
             slot.store(v, Ordering::Relaxed);
         }
@@ -332,8 +399,9 @@ impl Arch for Host {
         Ok(())
     }
 
-    fn vm_create() -> Result<VmRegs, Errno> {
-        Ok(VmRegs::new(host_facts()))
+    fn vm_create() -> Result<Vm, Errno> {
+        let power = Arc::new(run::PowerTable::new()?, GFP_KERNEL_ACCOUNT).map_err(|_| Errno::ENOMEM)?;
+        Ok(Vm { regs: VmRegs::new(host_facts()), power, nisv_to_user: false, system_suspend: false })
     }
 
     fn vm_gpa_bits(ty: usize) -> Result<u32, Errno> {
@@ -365,11 +433,20 @@ impl Arch for Host {
         match c {
             cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID | cap::ARM_VM_IPA_SIZE
             | cap::READONLY_MEM | cap::IMMEDIATE_EXIT | cap::ONE_REG | cap::ARM_SUPPORTED_REG_MASK_RANGES
-            | cap::ARM_WRITABLE_IMP_ID_REGS => {
+            | cap::ARM_WRITABLE_IMP_ID_REGS | cap::ARM_PSCI | cap::ARM_PSCI_0_2 | cap::ARM_NISV_TO_USER
+            | cap::ARM_SYSTEM_SUSPEND => {
                 vm_limits::arm64_check_extension(&Self::host_caps(vm), c)
             }
-            // PSCI (accepted as a vCPU feature, but no hypercalls without a
-            // world switch), vGIC, timers, PMU, SVE, MTE, ...: not yet.
+            // The run loop exists: MP state and ioeventfds (signalled by
+            // guest MMIO writes), as upstream.
+            cap::MP_STATE | cap::IOEVENTFD => 1,
+            // Upstream's generic answers (`CONFIG_KVM_MMIO`): the run loop
+            // appends MMIO writes in a zone to the VM's ring; PIO zones
+            // register as upstream's and, as there, never fire (no PIO).
+            cap::COALESCED_MMIO | cap::COALESCED_PIO => {
+                vm_limits::check_extension_generic(&vm_limits::GenericCaps::ARM64, c).unwrap_or(0)
+            }
+            // vGIC, timers, PMU, SVE, MTE, guest debug, ...: not yet.
             _ => 0,
         }
     }
@@ -379,7 +456,7 @@ impl Arch for Host {
         flags: u32,
         _args: &[u64; 4],
         in_use: VmInUse,
-        vm: &mut VmRegs,
+        vm: &mut Vm,
     ) -> Result<VmCapChange, Errno> {
         if flags != 0 {
             return Err(Errno::EINVAL);
@@ -387,6 +464,14 @@ impl Arch for Host {
         match i64::from(c) {
             cap::ARM_WRITABLE_IMP_ID_REGS if !in_use.vcpus => {
                 vm.set_writable_imp_id_regs();
+                Ok(VmCapChange::None)
+            }
+            cap::ARM_NISV_TO_USER => {
+                vm.nisv_to_user = true;
+                Ok(VmCapChange::None)
+            }
+            cap::ARM_SYSTEM_SUSPEND => {
+                vm.system_suspend = true;
                 Ok(VmCapChange::None)
             }
             _ => Err(Errno::EINVAL),
@@ -429,17 +514,26 @@ impl Arch for Host {
         }
     }
 
-    fn vcpu_create(id: u32, _idx: usize, vm: &mut VmRegs) -> Result<Vcpu, Errno> {
+    fn vcpu_create(id: u32, idx: usize, vm: &mut Vm) -> Result<Vcpu, Errno> {
+        if idx >= run::MAX_VCPUS {
+            return Err(Errno::EINVAL);
+        }
         // Zeroed, as upstream: RUNNABLE until KVM_ARM_VCPU_INIT says.
+        vm.power.set_mp_state(idx, uapi::KVM_MP_STATE_RUNNABLE);
         Ok(Vcpu {
             arm: ArmVcpu::new(id, vm, counter()),
-            mp_state: uapi::KVM_MP_STATE_RUNNABLE,
+            idx,
+            power: vm.power.clone(),
+            run: run::RunState::new(),
+            voffset: 0,
+            nisv_to_user: false,
+            ipa_bits: 0,
             guest_debug: 0,
             external_debug_state: Default::default(),
         })
     }
 
-    fn vcpu_ioctl(vcpu: &mut Vcpu, vm: &mut VmRegs, cmd: u32, arg: usize) -> Result<isize, Errno> {
+    fn vcpu_ioctl(vcpu: &mut Vcpu, vm: &mut Vm, cmd: u32, arg: usize) -> Result<isize, Errno> {
         if let Some(op) = AttrOp::from_cmd(cmd) {
             let attr: DeviceAttr = read_user(arg).map_err(|_| Errno::EFAULT)?;
             return vcpu_attr(op, &attr).map(|()| 0);
@@ -449,7 +543,9 @@ impl Arch for Host {
         }
         let init: VcpuInit = read_user(arg).map_err(|_| Errno::EFAULT)?;
         let power_off = vcpu.arm.init(vm, init.0.target, &init.0.features)?;
-        vcpu.mp_state = if power_off { uapi::KVM_MP_STATE_STOPPED } else { uapi::KVM_MP_STATE_RUNNABLE };
+        let state = if power_off { uapi::KVM_MP_STATE_STOPPED } else { uapi::KVM_MP_STATE_RUNNABLE };
+        vcpu.power.set_mp_state(vcpu.idx, state);
+        vcpu.run = run::RunState::new();
         Ok(0)
     }
 
@@ -463,47 +559,48 @@ impl Arch for Host {
 
     fn get_one_reg(
         vcpu: &mut Vcpu,
-        vm: &mut VmRegs,
+        vm: &mut Vm,
         _shared: &Self::VcpuShared,
         id: u64,
         write: impl FnOnce(&[u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
+        pending_reset(vcpu, vm);
         vcpu.arm.get(vm, id, counter(), write)
     }
 
     fn set_one_reg(
         vcpu: &mut Vcpu,
-        vm: &mut VmRegs,
+        vm: &mut Vm,
         _shared: &Self::VcpuShared,
         id: u64,
         read: impl FnOnce(&mut [u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
+        pending_reset(vcpu, vm);
         vcpu.arm.set(vm, id, counter(), read)
     }
 
-    fn for_each_reg(vcpu: &Vcpu, vm: &VmRegs, emit: RegEmit<'_>) -> Result<(), Errno> {
+    fn for_each_reg(vcpu: &Vcpu, vm: &Vm, emit: RegEmit<'_>) -> Result<(), Errno> {
         vcpu.arm.for_each_reg(vm, emit)
     }
 
-    fn vcpu_run_check(vcpu: &mut Vcpu, vm: &mut VmRegs) -> Result<(), Errno> {
-        vcpu.arm.first_run(vm)
-    }
-
-    fn vcpu_complete_exit(_vcpu: &mut Vcpu, _run: &VcpuRun<'_>) -> Result<(), Errno> {
-        // No exit to complete without a world switch.
+    fn vcpu_run_check(vcpu: &mut Vcpu, vm: &mut Vm) -> Result<(), Errno> {
+        vcpu.arm.first_run(vm)?;
+        vcpu.voffset = vm.voffset();
+        vcpu.nisv_to_user = vm.nisv_to_user;
         Ok(())
     }
 
-    fn vcpu_run(_vcpu: &mut Vcpu, run: &mut VcpuRun<'_>) -> Result<(), Errno> {
-        // Signals end the run before anything else, as upstream.
-        run.handle_work()?;
-        run.handle_generic_requests()?;
-        // No world switch yet: honestly refuse to run the guest.
-        Err(Errno::ENOEXEC)
+    fn vcpu_complete_exit(vcpu: &mut Vcpu, run: &VcpuRun<'_>) -> Result<(), Errno> {
+        run::complete_exit(vcpu, run)
     }
 
-    fn kick_cpu(_cpu: u32) {
-        // Never called: no arm64 vCPU enters guest mode yet.
+    fn vcpu_run(vcpu: &mut Vcpu, r: &mut VcpuRun<'_>) -> Result<(), Errno> {
+        vcpu.ipa_bits = r.vm().mmu().with_stage2(|s2| s2.ipa_bits());
+        run::run(vcpu, r)
+    }
+
+    fn kick_cpu(cpu: u32) {
+        run::kick_cpu(cpu);
     }
 
     type VcpuShared = ();
@@ -513,15 +610,15 @@ impl Arch for Host {
     }
 
     fn get_mp_state(vcpu: &Vcpu, _shared: &()) -> u32 {
-        vcpu.mp_state
+        vcpu.power.mp_state(vcpu.idx)
     }
 
     fn set_mp_state(vcpu: &mut Vcpu, _shared: &(), state: u32) -> Result<(), Errno> {
         match state {
-            // Power-off and suspend also make a request and kick the vCPU;
-            // with no run loop yet, the state is all there is.
+            // The vCPU is not running (its mutex is held): the state is
+            // all there is.
             uapi::KVM_MP_STATE_RUNNABLE | uapi::KVM_MP_STATE_STOPPED | uapi::KVM_MP_STATE_SUSPENDED => {
-                vcpu.mp_state = state;
+                vcpu.power.set_mp_state(vcpu.idx, state);
                 Ok(())
             }
             _ => Err(Errno::EINVAL),
@@ -544,38 +641,45 @@ impl Arch for Host {
         Ok(())
     }
 
-    // With VHE the host kernel already runs at EL2: nothing to turn on per
-    // CPU until the world switch brings vGIC and timer state.
+    // With VHE the host kernel already runs at EL2, and the world switch
+    // sets every EL2 control it needs at each entry (and restores the
+    // host's at each exit): nothing to turn on or off per CPU until the
+    // vGIC and timer state come.
     fn enable_cpu() -> Result {
         Ok(())
     }
 
     fn disable_cpu() {}
 
-    // No stage-2 tables yet (the stage-2 MMU comes with the arm64 world switch): nothing is ever
-    // mapped, so there is nothing to unmap or age.
-    type Stage2 = ();
+    type Stage2 = stage2::VmStage2;
 
-    fn stage2_new(_gpa_bits: u32) -> Result<(), Errno> {
-        Ok(())
+    fn stage2_new(gpa_bits: u32) -> Result<stage2::VmStage2, Errno> {
+        stage2::VmStage2::new(gpa_bits)
     }
 
-    fn stage2_unmap(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) {}
-
-    fn stage2_age(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) -> bool {
-        false
+    fn stage2_unmap(s2: &mut stage2::VmStage2, gfn_start: u64, gfn_end: u64) {
+        s2.unmap(gfn_start, gfn_end);
     }
 
-    fn stage2_test_age(_s2: &(), _gfn_start: u64, _gfn_end: u64) -> bool {
-        false
+    fn stage2_age(s2: &mut stage2::VmStage2, gfn_start: u64, gfn_end: u64) -> bool {
+        s2.age(gfn_start, gfn_end)
     }
 
-    // Nothing is mapped, so nothing to write-protect or flush.
-    fn stage2_flush_all(_s2: &mut ()) {}
+    fn stage2_test_age(s2: &stage2::VmStage2, gfn_start: u64, gfn_end: u64) -> bool {
+        s2.test_age(gfn_start, gfn_end)
+    }
 
-    fn stage2_wrprotect(_s2: &mut (), _gfn_start: u64, _gfn_end: u64) {}
+    fn stage2_flush_all(s2: &mut stage2::VmStage2) {
+        s2.flush_all();
+    }
 
-    fn stage2_flush_wrprotected(_s2: &mut ()) {}
+    fn stage2_wrprotect(s2: &mut stage2::VmStage2, gfn_start: u64, gfn_end: u64) {
+        s2.wrprotect(gfn_start, gfn_end);
+    }
+
+    fn stage2_flush_wrprotected(s2: &mut stage2::VmStage2) {
+        s2.flush_wrprotected();
+    }
 
     fn intc_initialized() -> bool {
         // `vgic_initialized(kvm)`: kvm_rs has no vGIC yet.
@@ -593,15 +697,26 @@ impl Arch for Host {
     }
 }
 
+/// A PSCI `CPU_ON` reset owed to `vcpu`, applied before a ONE_REG access
+/// so that userspace sees the registers after it (`kvm_arch_vcpu_ioctl()`
+/// of `KVM_{GET,SET}_ONE_REG`).
+fn pending_reset(vcpu: &mut Vcpu, vm: &mut Vm) {
+    if let Some((pc, x0)) = vcpu.power.take_reset(vcpu.idx) {
+        vcpu.arm.reset_for_cpu_on(vm, pc, x0);
+        vcpu.run = run::RunState::new();
+    }
+}
+
 /// `KVM_HAS_DEVICE_ATTR` and `KVM_SET_DEVICE_ATTR` on the VM fd
 /// (`kvm_vm_has_attr()`, `kvm_vm_set_attr()`; there is no VM
 /// `KVM_GET_DEVICE_ATTR`, it is an unknown VM ioctl, `EINVAL`): every
 /// group is `ENXIO`.
 ///
 /// Upstream's only group is `KVM_ARM_VM_SMCCC_CTRL` (the SMCCC filter,
-/// which decides which hypercalls exit to userspace). kvm_rs does not
-/// handle hypercalls yet, so it has no filter and answers `ENXIO` there
-/// too, where upstream answers 0 to `HAS` of `KVM_ARM_VM_SMCCC_FILTER`.
+/// which decides which hypercalls exit to userspace). kvm_rs handles the
+/// guest's SMCCC/PSCI calls in the kernel only (`hypercalls.rs`) and has no
+/// filter yet, so it answers `ENXIO` there too, where upstream answers 0 to
+/// `HAS` of `KVM_ARM_VM_SMCCC_FILTER`.
 fn vm_attr(_attr: &DeviceAttr) -> Result<(), Errno> {
     Err(Errno::ENXIO)
 }
@@ -659,7 +774,7 @@ mod tests {
     }
 
     /// A new VM and its vCPU 0.
-    fn new_vcpu() -> Result<(KBox<VmRegs>, KBox<Vcpu>), Errno> {
+    fn new_vcpu() -> Result<(KBox<Vm>, KBox<Vcpu>), Errno> {
         let mut vm = KBox::new(Host::vm_create()?, GFP_KERNEL).map_err(|_| Errno::ENOMEM)?;
         let v = Host::vcpu_create(0, 0, &mut vm)?;
         Ok((vm, KBox::new(v, GFP_KERNEL).map_err(|_| Errno::ENOMEM)?))
@@ -671,7 +786,7 @@ mod tests {
         v.arm.init(vm, state::TARGET_GENERIC_V8, &f).map(|_| ())
     }
 
-    fn get(v: &mut Vcpu, vm: &mut VmRegs, id: u64) -> Result<u64, Errno> {
+    fn get(v: &mut Vcpu, vm: &mut Vm, id: u64) -> Result<u64, Errno> {
         let mut value = [0u8; 8];
         Host::get_one_reg(v, vm, &(), id, |b| {
             value.get_mut(..b.len()).ok_or(Errno::EFAULT)?.copy_from_slice(b);
@@ -680,7 +795,7 @@ mod tests {
         .map(|()| u64::from_ne_bytes(value))
     }
 
-    fn set(v: &mut Vcpu, vm: &mut VmRegs, id: u64, value: u64) -> Result<(), Errno> {
+    fn set(v: &mut Vcpu, vm: &mut Vm, id: u64, value: u64) -> Result<(), Errno> {
         let bytes = value.to_ne_bytes();
         Host::set_one_reg(v, vm, &(), id, |b| {
             b.copy_from_slice(bytes.get(..b.len()).ok_or(Errno::EFAULT)?);
@@ -688,7 +803,7 @@ mod tests {
         })
     }
 
-    fn reg_list(v: &Vcpu, vm: &VmRegs) -> Result<KVec<u64>, Errno> {
+    fn reg_list(v: &Vcpu, vm: &Vm) -> Result<KVec<u64>, Errno> {
         let mut ids = KVec::new();
         Host::for_each_reg(v, vm, &mut |id| ids.push(id, GFP_KERNEL).map_err(|_| Errno::ENOMEM))?;
         Ok(ids)

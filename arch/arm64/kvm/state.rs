@@ -13,7 +13,7 @@
 //!
 //! # Layout for the world switch
 //!
-//! [`VcpuRegs`] is what a future world switch loads into the CPU on guest
+//! [`VcpuRegs`] is what the world switch (`switch.rs`) loads into the CPU on guest
 //! entry and saves on exit (upstream's `kvm_cpu_context`): [`CoreRegs`]
 //! (general-purpose, PC, PSTATE, FP/SIMD), [`SysRegs`] (the EL1/EL0 system
 //! registers, the EL1 timers' control and compare values, the AArch32
@@ -276,6 +276,145 @@ impl VmRegs {
             Imp::Midr => self.imp[0],
             Imp::Revidr => self.imp[1],
             Imp::Aidr => self.imp[2],
+        }
+    }
+}
+
+/// What the guest's firmware calls see of the VM (`kvm_psci_version()`,
+/// the SMCCC feature bitmaps, the workaround levels), for the run loop.
+impl VmRegs {
+    /// The PSCI version the guest sees (`kvm_psci_version()`).
+    pub(crate) fn guest_psci_version(&self) -> u64 {
+        self.psci()
+    }
+
+    /// `get_kernel_wa_level()` of `SMCCC_ARCH_WORKAROUND_n` (1 to 3): 0
+    /// vulnerable/not available, 1 mitigated (available), 2 unaffected
+    /// (`_2`: 3 not required).
+    pub(crate) fn guest_wa_level(&self, n: u64) -> u64 {
+        self.wa_level(n)
+    }
+
+    /// Whether the guest has `ID_AA64PFR1_EL1.SSBS`.
+    pub(crate) fn guest_has_ssbs(&self) -> bool {
+        self.has_feat(25, idregs::f::PFR1_SSBS)
+    }
+
+    /// The firmware feature bitmaps: standard, standard hypervisor, vendor
+    /// hypervisor, vendor hypervisor 2 (`kvm->arch.smccc_feat`).
+    pub(crate) fn smccc_bitmaps(&self) -> [u64; 4] {
+        self.smccc
+    }
+
+    /// Whether the guest has `FEAT_IDST` (`ID_AA64MMFR2_EL1.IDS`): an
+    /// unhandled access to the ID space is reported as a trapped system
+    /// register access, not an undefined instruction.
+    pub(crate) fn guest_has_idst(&self) -> bool {
+        self.has_feat(50, 0xf << 36)
+    }
+
+    /// `CNTVOFF_EL2`: the VM's virtual counter offset.
+    pub(crate) fn voffset(&self) -> u64 {
+        self.voffset
+    }
+
+    /// The guest's `MIDR_EL1` (`VPIDR_EL2`).
+    pub(crate) fn guest_midr(&self) -> u64 {
+        self.imp[0]
+    }
+}
+
+/// What a trapped guest system register access does
+/// ([`ArmVcpu::guest_sysreg`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GuestSysreg {
+    /// A read: this value goes to the target register.
+    Read(u64),
+    /// A write was taken (or ignored).
+    Written,
+    /// Not emulated: inject an undefined instruction (upstream's
+    /// "unsupported guest sys_reg access").
+    Undefined,
+}
+
+/// `CSSELR_EL1` encoding (op0 3, op1 2, CRn 0, CRm 0, op2 0).
+const CSSELR_ENC: Enc = Enc::new(3, 2, 0, 0, 0);
+/// `CCSIDR_EL1` (3, 1, 0, 0, 0).
+const CCSIDR_ENC: Enc = Enc::new(3, 1, 0, 0, 0);
+
+impl ArmVcpu {
+    /// `kvm_reset_vcpu()` for a PSCI `CPU_ON`: every register to its reset
+    /// value, then `pc` and `x0` from the call.
+    pub(crate) fn reset_for_cpu_on(&mut self, vm: &mut VmRegs, pc: u64, x0: u64) {
+        self.reset(vm);
+        self.regs.core.pc = pc;
+        if let Some(r) = self.regs.core.x.get_mut(0) {
+            *r = x0;
+        }
+    }
+
+    /// A guest access to system register `enc` that trapped to EL2 (ESR
+    /// class 0x18: `HCR_EL2.{TID1,TID2,TID3,TACR}`, `MDCR_EL2.{TDA,TDOSA,
+    /// TDRA}`), with `val` the written value: the ID and cache registers
+    /// read the VM's values (writes are undefined), `ACTLR_EL1` and the
+    /// debug registers are kept in memory, the OS lock and the other debug
+    /// registers are RAZ/WI as upstream without a debug feature in use.
+    /// Anything else is undefined. The registers the world switch loads in
+    /// hardware never trap.
+    pub(crate) fn guest_sysreg(&mut self, vm: &VmRegs, enc: Enc, write: Option<u64>, now: u64) -> GuestSysreg {
+        const OSLAR: Enc = Enc::new(2, 0, 1, 0, 4);
+        if enc == CSSELR_ENC {
+            return match write {
+                Some(v) => {
+                    self.regs.sys.set(Sr::CsselrEl1, v & 0x1f);
+                    GuestSysreg::Written
+                }
+                None => GuestSysreg::Read(self.regs.sys.get(Sr::CsselrEl1) & 0x1f),
+            };
+        }
+        if enc == CCSIDR_ENC {
+            if write.is_some() {
+                return GuestSysreg::Undefined;
+            }
+            let csselr = (self.regs.sys.get(Sr::CsselrEl1) & 0xf) as usize;
+            return GuestSysreg::Read(if csselr < CSSELR_MAX { u64::from(self.ccsidr(vm, csselr)) } else { 0 });
+        }
+        if enc == OSLAR {
+            if let Some(v) = write {
+                let lk = if v & 1 != 0 { OSLSR_OSLK } else { 0 };
+                self.regs.sys.set(Sr::OslsrEl1, OSLSR_OSLM_IMPLEMENTED | lk);
+                return GuestSysreg::Written;
+            }
+            return GuestSysreg::Undefined;
+        }
+        let Some(d) = sysregs::find(enc) else {
+            // Other debug registers (op0 2): RAZ/WI.
+            if enc.op0() == 2 {
+                return match write {
+                    Some(_) => GuestSysreg::Written,
+                    None => GuestSysreg::Read(0),
+                };
+            }
+            return GuestSysreg::Undefined;
+        };
+        if !self.sys_visible(vm, d) {
+            return GuestSysreg::Undefined;
+        }
+        match (d.kind, write) {
+            (_, None) => GuestSysreg::Read(self.sys_get(vm, d, now)),
+            (Kind::Reg(sr, _, _), Some(v)) => {
+                self.regs.sys.set(sr, v);
+                GuestSysreg::Written
+            }
+            (Kind::DbgWb(wb, n), Some(v)) => {
+                if let Some(slot) = self.regs.dbg.slot(wb, n) {
+                    *slot = v;
+                }
+                GuestSysreg::Written
+            }
+            // OSLSR_EL1, ID, implementation and cache registers are
+            // read-only; timers and counters never trap.
+            _ => GuestSysreg::Undefined,
         }
     }
 }

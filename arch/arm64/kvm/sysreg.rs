@@ -94,3 +94,28 @@ read_sysreg!(
     /// as upstream's `reset_amair_el1()` does.
     amair_el1, "amair_el1"
 );
+
+read_sysreg!(
+    /// `VTTBR_EL2`.
+    read_vttbr_el2, "vttbr_el2"
+);
+read_sysreg!(
+    /// `ID_AA64MMFR1_EL1` (VMID bits, hardware access flag).
+    id_aa64mmfr1_el1, "id_aa64mmfr1_el1"
+);
+read_sysreg!(
+    /// `ID_AA64MMFR2_EL1` (stage-2 forced write-back).
+    id_aa64mmfr2_el1, "id_aa64mmfr2_el1"
+);
+read_sysreg!(
+    /// `CNTVCT_EL0` as the host sees it (no offset with `TGE` set).
+    cntvct_el0, "cntvct_el0"
+);
+read_sysreg!(
+    /// `CNTFRQ_EL0`.
+    cntfrq_el0, "cntfrq_el0"
+);
+read_sysreg!(
+    /// `ID_AA64MMFR3_EL1` (TCR2, SCTLR2, S1PIE, S1POE).
+    id_aa64mmfr3_el1, "s3_0_c0_c7_3"
+);

@@ -8,7 +8,8 @@
 //!
 //! Registers upstream only traps (RAZ/WI, UNDEF, the GIC CPU interface, the
 //! set/way and TLB instructions, ...) have no ONE_REG id and are not here:
-//! the world switch's trap handling will need its own table. Entries
+//! the run loop's trap handling (`ArmVcpu::guest_sysreg()`) handles the few
+//! it needs around this table. Entries
 //! behind features kvm_rs does not offer are left out as well, since they
 //! are hidden from userspace on every vCPU kvm_rs can make: the PMU
 //! (`pmu_visibility`), SVE (`ZCR_EL1`), pointer authentication keys, MTE,

@@ -56,8 +56,11 @@ pub mod arm64 {
     pub use crate::abi;
     pub use crate::one_reg;
 
+    pub mod esr;
     pub mod ftr_tables;
+    pub mod hypercalls;
     pub mod idregs;
+    pub mod pgtable;
     pub mod regs;
     pub mod state;
     pub mod sysregs;

@@ -1193,6 +1193,358 @@ static void arm64_regs(int kvm, int vcpu, long mmap_size)
 	vcpu_init_features(kvm);
 	imp_id_regs(kvm, mmap_size);
 }
+
+/*
+ * arm64 guests: tiny hand-assembled programs run on a vCPU of their own VM
+ * (64 KiB of RAM at IPA 0, PSCI 0.2+, pc 0, EL1h with every exception
+ * masked and the MMU off, x1..x30 = 1..30 but x20 = A64_MMIO (no memslot),
+ * x21 = 0x1000, x28 = A64_DONE; VBAR_EL1 = A64_TRAP, whose current-EL
+ * synchronous handler puts ESR_EL1/FAR_EL1/ELR_EL1 in x0/x1/x2 and is
+ * "done"). Every program ends with the "done" store: str x0, [x28], an MMIO
+ * write to A64_DONE. Each KVM_RUN is a step: its result, exit_reason and the
+ * fields of the exit; MMIO loads are completed with A64_MMIO_DATA; then
+ * x0..x10, pc, ESR_EL1, FAR_EL1 and the MP state.
+ */
+#define A64_RAM 0x10000UL
+#define A64_TRAP 0x800
+#define A64_MMIO 0x10000000UL
+#define A64_DONE 0x0f000000UL
+#define A64_MMIO_DATA 0x8899aabbccddeef1ULL
+#define A64_DONE_INSN 0xf9000380u /* str x0, [x28] */
+#define A64_HVC 0xd4000002u
+#define MOVZ(rd, imm, hw) (0xd2800000u | ((hw) << 21) | ((uint32_t)(imm) << 5) | (rd))
+#define MOVK(rd, imm, hw) (0xf2800000u | ((hw) << 21) | ((uint32_t)(imm) << 5) | (rd))
+#define MOVX(rd, rm) (0xaa0003e0u | ((rm) << 16) | (rd)) /* orr rd, xzr, rm */
+#define MRS(rt, op1, crn, crm, op2) (0xd5380000u | ((op1) << 16) | ((crn) << 12) | ((crm) << 8) | ((op2) << 5) | (rt))
+
+static void a64_on_alarm(int sig) { (void)sig; }
+#define A64_N(a) (sizeof(a) / sizeof((a)[0]))
+
+static void a64_guest(int kvm, long mmap_size, const char *name, const uint32_t *code,
+		      unsigned int ncode, uint32_t slot_flags, int enable_cap)
+{
+	static const uint32_t trap[] = { MRS(0, 0, 5, 2, 0), MRS(1, 0, 6, 0, 0), MRS(2, 0, 4, 0, 1),
+					 A64_DONE_INSN };
+	struct kvm_userspace_memory_region r;
+	struct kvm_vcpu_init init;
+	struct kvm_mp_state mp;
+	struct sigaction sa;
+	struct kvm_run *run;
+	char what[200];
+	uint64_t v;
+	unsigned int i;
+	int vm, vcpu, k;
+	uint8_t *mem;
+
+	snprintf(what, sizeof(what), "a64g %s VM", name);
+	vm = IOCTL_FD(what, kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return;
+	mem = mmap(NULL, A64_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		close(vm);
+		return;
+	}
+	memcpy(mem, code, ncode * sizeof(uint32_t));
+	memcpy(mem + A64_TRAP + 0x200, trap, sizeof(trap));
+	r = (struct kvm_userspace_memory_region){ .slot = 0, .flags = slot_flags,
+		.guest_phys_addr = 0, .memory_size = A64_RAM,
+		.userspace_addr = (uint64_t)(uintptr_t)mem };
+	snprintf(what, sizeof(what), "a64g %s memslot", name);
+	IOCTL(what, vm, KVM_SET_USER_MEMORY_REGION, &r);
+	if (enable_cap) {
+		struct kvm_enable_cap ec = { .cap = enable_cap };
+
+		snprintf(what, sizeof(what), "a64g %s ENABLE_CAP(%d)", name, enable_cap);
+		IOCTL(what, vm, KVM_ENABLE_CAP, &ec);
+	}
+	snprintf(what, sizeof(what), "a64g %s vCPU", name);
+	vcpu = IOCTL_FD(what, vm, KVM_CREATE_VCPU, 0);
+	if (vcpu < 0)
+		goto out_mem;
+	memset(&init, 0, sizeof(init));
+	init.target = KVM_ARM_TARGET_GENERIC_V8;
+	init.features[0] = 1u << KVM_ARM_VCPU_PSCI_0_2;
+	snprintf(what, sizeof(what), "a64g %s VCPU_INIT", name);
+	IOCTL(what, vcpu, KVM_ARM_VCPU_INIT, &init);
+	run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (run == MAP_FAILED)
+		goto out_vcpu;
+	for (i = 1; i < 31; i++) {
+		v = i == 20 ? A64_MMIO : i == 21 ? 0x1000 : i == 28 ? A64_DONE : i;
+		one_reg(vcpu, KVM_SET_ONE_REG, CORE(CORE_OFF(regs.regs[i]), KVM_REG_SIZE_U64), &v);
+	}
+	v = 0;
+	snprintf(what, sizeof(what), "a64g %s set pc", name);
+	SET(what, vcpu, CORE(CORE_OFF(regs.pc), KVM_REG_SIZE_U64), &v);
+	v = A64_TRAP;
+	snprintf(what, sizeof(what), "a64g %s set VBAR_EL1", name);
+	SET(what, vcpu, SYSREG(3, 0, 12, 0, 0), &v);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = a64_on_alarm; /* no SA_RESTART: a hung KVM_RUN ends in EINTR */
+	sigaction(SIGALRM, &sa, NULL);
+	for (k = 0; k < 24; k++) {
+		long ret;
+		int stop = 1;
+
+		alarm(3);
+		ret = ioctl(vcpu, KVM_RUN, 0);
+		alarm(0);
+		snprintf(what, sizeof(what), "a64g %s run %d", name, k);
+		if (ret < 0) {
+			step(what, ret, 0);
+			if (errno == ENOSYS && k == 0 && !enable_cap)
+				continue; /* once more: the same fault, the same answer */
+			break;
+		}
+		switch (run->exit_reason) {
+		case KVM_EXIT_MMIO:
+			printf("%s: mmio addr %#llx len %u write %u data %#llx\n", what,
+			       (unsigned long long)run->mmio.phys_addr, run->mmio.len,
+			       run->mmio.is_write, run->mmio.is_write ?
+			       (unsigned long long)(*(uint64_t *)run->mmio.data &
+			       (run->mmio.len >= 8 ? ~0ULL : (1ULL << (8 * run->mmio.len)) - 1)) : 0ULL);
+			if (!run->mmio.is_write) {
+				uint64_t d = A64_MMIO_DATA;
+
+				memcpy(run->mmio.data, &d, 8);
+			}
+			stop = run->mmio.is_write && run->mmio.phys_addr == A64_DONE;
+			break;
+		case KVM_EXIT_SYSTEM_EVENT:
+			printf("%s: system_event type %u ndata %u data0 %#llx\n", what,
+			       run->system_event.type, run->system_event.ndata,
+			       (unsigned long long)run->system_event.data[0]);
+			break;
+		case KVM_EXIT_ARM_NISV:
+			printf("%s: arm_nisv esr_iss %#llx fault_ipa %#llx\n", what,
+			       (unsigned long long)run->arm_nisv.esr_iss,
+			       (unsigned long long)run->arm_nisv.fault_ipa);
+			break;
+		case KVM_EXIT_INTERNAL_ERROR:
+			printf("%s: internal error suberror %u\n", what, run->internal.suberror);
+			break;
+		default:
+			printf("%s: exit_reason %u\n", what, run->exit_reason);
+			break;
+		}
+		fflush(stdout);
+		if (stop)
+			break;
+	}
+	for (i = 0; i <= 10; i++) {
+		snprintf(what, sizeof(what), "a64g %s x%u", name, i);
+		v = 0;
+		if (GET(what, vcpu, CORE(CORE_OFF(regs.regs[i]), KVM_REG_SIZE_U64), &v) == 0)
+			printf("%s value: %#llx\n", what, (unsigned long long)v);
+	}
+	{
+		static const struct { const char *n; uint64_t id; } regs[] = {
+			{ "pc", CORE(CORE_OFF(regs.pc), KVM_REG_SIZE_U64) },
+			{ "pstate", CORE(CORE_OFF(regs.pstate), KVM_REG_SIZE_U64) },
+			{ "ESR_EL1", SYSREG(3, 0, 5, 2, 0) },
+			{ "FAR_EL1", SYSREG(3, 0, 6, 0, 0) },
+			{ "ELR_EL1", CORE(CORE_OFF(elr_el1), KVM_REG_SIZE_U64) },
+		};
+
+		for (i = 0; i < sizeof(regs) / sizeof(regs[0]); i++) {
+			snprintf(what, sizeof(what), "a64g %s %s", name, regs[i].n);
+			v = 0;
+			if (GET(what, vcpu, regs[i].id, &v) == 0)
+				printf("%s value: %#llx\n", what, (unsigned long long)v);
+		}
+	}
+	snprintf(what, sizeof(what), "a64g %s GET_MP_STATE", name);
+	if (IOCTL(what, vcpu, KVM_GET_MP_STATE, &mp) == 0)
+		printf("%s value: %u\n", what, mp.mp_state);
+	if (!strcmp(name, "id regs")) {
+		/* The guest's read of ID_AA64PFR0_EL1 (x3) is the register's value. */
+		uint64_t x3 = 0, pfr0 = 0;
+
+		one_reg(vcpu, KVM_GET_ONE_REG, CORE(CORE_OFF(regs.regs[3]), KVM_REG_SIZE_U64), &x3);
+		one_reg(vcpu, KVM_GET_ONE_REG, SYSREG(3, 0, 0, 4, 0), &pfr0);
+		printf("a64g id regs: guest ID_AA64PFR0_EL1 is the ONE_REG value: %d\n", x3 == pfr0);
+	}
+	munmap(run, mmap_size);
+out_vcpu:
+	close(vcpu);
+out_mem:
+	close(vm);
+	munmap(mem, A64_RAM);
+}
+
+/*
+ * Host memory behind a guest page changes while the guest has it mapped:
+ * the guest reads the page, userspace drops it (MADV_DONTNEED) and writes
+ * a new value into the fresh page, the guest reads again and must see the
+ * new value (the MMU notifier unmapped the stage-2 page and flushed).
+ */
+static void a64_remap_guest(int kvm, long mmap_size)
+{
+	static const uint32_t code[] = {
+		0xf94002a5u, /* ldr x5, [x21] */
+		A64_DONE_INSN,
+		0xf94002a6u, /* ldr x6, [x21] */
+		A64_DONE_INSN,
+	};
+	struct kvm_userspace_memory_region r;
+	struct kvm_vcpu_init init;
+	struct kvm_run *run;
+	char what[120];
+	uint64_t v;
+	uint8_t *mem;
+	int vm, vcpu, k;
+
+	vm = IOCTL_FD("a64g remap VM", kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		return;
+	mem = mmap(NULL, A64_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		close(vm);
+		return;
+	}
+	memcpy(mem, code, sizeof(code));
+	v = 0x1111;
+	memcpy(mem + 0x1000, &v, 8);
+	r = (struct kvm_userspace_memory_region){ .slot = 0, .guest_phys_addr = 0,
+		.memory_size = A64_RAM, .userspace_addr = (uint64_t)(uintptr_t)mem };
+	IOCTL("a64g remap memslot", vm, KVM_SET_USER_MEMORY_REGION, &r);
+	vcpu = IOCTL_FD("a64g remap vCPU", vm, KVM_CREATE_VCPU, 0);
+	if (vcpu < 0)
+		goto out_mem;
+	memset(&init, 0, sizeof(init));
+	init.target = KVM_ARM_TARGET_GENERIC_V8;
+	IOCTL("a64g remap VCPU_INIT", vcpu, KVM_ARM_VCPU_INIT, &init);
+	run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (run == MAP_FAILED)
+		goto out_vcpu;
+	v = 0x1000;
+	one_reg(vcpu, KVM_SET_ONE_REG, CORE(CORE_OFF(regs.regs[21]), KVM_REG_SIZE_U64), &v);
+	v = A64_DONE;
+	one_reg(vcpu, KVM_SET_ONE_REG, CORE(CORE_OFF(regs.regs[28]), KVM_REG_SIZE_U64), &v);
+	for (k = 0; k < 2; k++) {
+		snprintf(what, sizeof(what), "a64g remap run %d", k);
+		alarm(3);
+		if (IOCTL(what, vcpu, KVM_RUN, 0) == 0)
+			printf("%s exit: exit_reason %u mmio addr %#llx\n", what, run->exit_reason,
+			       (unsigned long long)run->mmio.phys_addr);
+		alarm(0);
+		if (k == 0) {
+			printf("a64g remap madvise(DONTNEED): %d\n",
+			       madvise(mem + 0x1000, 0x1000, MADV_DONTNEED));
+			v = 0x2222;
+			memcpy(mem + 0x1000, &v, 8);
+		}
+	}
+	v = 0;
+	if (GET("a64g remap x5", vcpu, CORE(CORE_OFF(regs.regs[5]), KVM_REG_SIZE_U64), &v) == 0)
+		printf("a64g remap x5 value: %#llx\n", (unsigned long long)v);
+	v = 0;
+	if (GET("a64g remap x6", vcpu, CORE(CORE_OFF(regs.regs[6]), KVM_REG_SIZE_U64), &v) == 0)
+		printf("a64g remap x6 value: %#llx\n", (unsigned long long)v);
+	munmap(run, mmap_size);
+out_vcpu:
+	close(vcpu);
+out_mem:
+	close(vm);
+	munmap(mem, A64_RAM);
+}
+
+static void a64_guests(int kvm, long mmap_size)
+{
+	/* Every width and sign of MMIO load, then of store, xzr both ways. */
+	static const uint32_t mmio[] = {
+		0x39400282u, /* ldrb w2, [x20] */
+		0x39800283u, /* ldrsb x3, [x20] */
+		0x39c00284u, /* ldrsb w4, [x20] */
+		0x79400285u, /* ldrh w5, [x20] */
+		0x79800286u, /* ldrsh x6, [x20] */
+		0x79c00287u, /* ldrsh w7, [x20] */
+		0xb9400288u, /* ldr w8, [x20] */
+		0xb9800289u, /* ldrsw x9, [x20] */
+		0xf940028au, /* ldr x10, [x20] */
+		0xf940029fu, /* ldr xzr, [x20] */
+		MOVZ(1, 0xa1b2, 0), MOVK(1, 0xc3d4, 1), MOVK(1, 0xe5f6, 2), MOVK(1, 0x0718, 3),
+		0x39000281u, /* strb w1, [x20] */
+		0x79000281u, /* strh w1, [x20] */
+		0xb9000281u, /* str w1, [x20] */
+		0xf9000281u, /* str x1, [x20] */
+		0xf900029fu, /* str xzr, [x20] */
+		MOVZ(0, 0x600d, 0), A64_DONE_INSN,
+	};
+	/* SMCCC/PSCI calls: versions, features, an unknown call. */
+	static const uint32_t hvc[] = {
+		MOVZ(0, 0x8400, 1), A64_HVC, MOVX(5, 0),			/* PSCI_VERSION */
+		MOVZ(0, 0x8400, 1), MOVK(0, 0xa, 0), MOVZ(1, 0xc400, 1), MOVK(1, 3, 0),
+		A64_HVC, MOVX(2, 0),						/* PSCI_FEATURES(CPU_ON) */
+		MOVZ(0, 0x8400, 1), MOVK(0, 0xa, 0), MOVZ(1, 0x8400, 1), MOVK(1, 0xe, 0),
+		A64_HVC, MOVX(6, 0),						/* PSCI_FEATURES(SYSTEM_SUSPEND) */
+		MOVZ(0, 0x8000, 1), A64_HVC, MOVX(3, 0),			/* SMCCC_VERSION */
+		MOVZ(0, 0x8000, 1), MOVK(0, 1, 0), MOVZ(1, 0x8000, 1), MOVK(1, 0x1234, 0),
+		A64_HVC, MOVX(7, 0),						/* ARCH_FEATURES(unknown) */
+		MOVZ(0, 0x8600, 1), MOVK(0, 0x1234, 0), MOVZ(1, 9, 0), MOVZ(2, 9, 0),
+		MOVZ(3, 9, 0), A64_HVC, MOVX(4, 0), MOVX(8, 1), MOVX(9, 2), MOVX(10, 3), /* unknown */
+		MOVZ(0, 0x8400, 1), MOVK(0, 6, 0), A64_HVC, MOVX(1, 0),		/* MIGRATE_INFO_TYPE */
+		MOVZ(0, 0x8400, 1), MOVK(0, 4, 0), MOVZ(1, 0, 0), MOVZ(2, 0, 0),
+		A64_HVC,							/* AFFINITY_INFO(0, 0) */
+		A64_DONE_INSN,
+	};
+	static const uint32_t system_off[] = {
+		MOVZ(0, 0x8400, 1), MOVK(0, 8, 0), A64_HVC, A64_DONE_INSN,
+	};
+	static const uint32_t system_reset[] = {
+		MOVZ(0, 0x8400, 1), MOVK(0, 9, 0), A64_HVC, A64_DONE_INSN,
+	};
+	static const uint32_t cpu_on_bad[] = {
+		/* CPU_ON of MPIDR 7 (no such vCPU) and of itself (already on). */
+		MOVZ(0, 0xc400, 1), MOVK(0, 3, 0), MOVZ(1, 7, 0), MOVZ(2, 0x100, 0), A64_HVC, MOVX(5, 0),
+		MOVZ(0, 0xc400, 1), MOVK(0, 3, 0), MOVZ(1, 0, 0), MOVZ(2, 0x100, 0), A64_HVC, MOVX(6, 0),
+		A64_DONE_INSN,
+	};
+	/* A store to the read-only slot is an MMIO write; loads read memory. */
+	static const uint32_t ro_write[] = {
+		0xf94002a5u, /* ldr x5, [x21] */
+		0xf90002a1u, /* str x1, [x21] */
+		0x390006a1u, /* strb w1, [x21, #1] */
+		0xf94002a6u, /* ldr x6, [x21] */
+		MOVZ(0, 0x600d, 0), A64_DONE_INSN,
+	};
+	/* ldp: no syndrome (ISV = 0). */
+	static const uint32_t nisv[] = { 0xa9400e82u, /* ldp x2, x3, [x20] */ A64_DONE_INSN };
+	/* An ID register (TID3) is emulated; an IMPDEF one is UNDEF. */
+	static const uint32_t id_regs[] = {
+		MRS(3, 0, 0, 4, 0), /* mrs x3, id_aa64pfr0_el1 */
+		MRS(4, 0, 15, 0, 0), /* mrs x4, s3_0_c15_c0_0 */
+		A64_DONE_INSN,
+	};
+	/* Executing outside the memslots: a prefetch abort for the guest. */
+	static const uint32_t iabt[] = { 0xd2a40009u, /* movz x9, #0x2000, lsl 16 */
+					 0xd61f0120u, /* br x9 */ };
+	/* PSCI_FEATURES(SYSTEM_SUSPEND64), then SYSTEM_SUSPEND64(0x100, 7). */
+	static const uint32_t suspend[] = {
+		MOVZ(0, 0x8400, 1), MOVK(0, 0xa, 0), MOVZ(1, 0xc400, 1), MOVK(1, 0xe, 0), A64_HVC, MOVX(5, 0),
+		MOVZ(0, 0xc400, 1), MOVK(0, 0xe, 0), MOVZ(1, 0x100, 0), MOVZ(2, 7, 0), A64_HVC, A64_DONE_INSN,
+	};
+	/* An SMC #0 is a firmware call too; WFE is a hint. */
+	static const uint32_t smc[] = { 0xd503205fu, /* wfe */ MOVZ(0, 0x8400, 1), 0xd4000003u, /* smc #0 */
+					MOVX(5, 0), A64_DONE_INSN };
+
+	a64_guest(kvm, mmap_size, "mmio", mmio, A64_N(mmio), 0, 0);
+	a64_guest(kvm, mmap_size, "hvc", hvc, A64_N(hvc), 0, 0);
+	a64_guest(kvm, mmap_size, "system off", system_off, A64_N(system_off), 0, 0);
+	a64_guest(kvm, mmap_size, "system reset", system_reset, A64_N(system_reset), 0, 0);
+	a64_guest(kvm, mmap_size, "cpu on", cpu_on_bad, A64_N(cpu_on_bad), 0, 0);
+	a64_guest(kvm, mmap_size, "ro write", ro_write, A64_N(ro_write), KVM_MEM_READONLY, 0);
+	a64_guest(kvm, mmap_size, "nisv", nisv, A64_N(nisv), 0, 0);
+	a64_guest(kvm, mmap_size, "nisv to user", nisv, A64_N(nisv), 0, KVM_CAP_ARM_NISV_TO_USER);
+	a64_guest(kvm, mmap_size, "id regs", id_regs, A64_N(id_regs), 0, 0);
+	a64_guest(kvm, mmap_size, "iabt", iabt, A64_N(iabt), 0, 0);
+	a64_guest(kvm, mmap_size, "smc", smc, A64_N(smc), 0, 0);
+	a64_guest(kvm, mmap_size, "system suspend off", suspend, A64_N(suspend), 0, 0);
+	a64_guest(kvm, mmap_size, "system suspend", suspend, A64_N(suspend), 0, KVM_CAP_ARM_SYSTEM_SUSPEND);
+	a64_remap_guest(kvm, mmap_size);
+}
 #endif
 
 #ifdef __riscv
@@ -2512,6 +2864,7 @@ int main(void)
 		mp_states("vcpu1 after POWER_OFF init", vcpu1);
 		run_with_pending_signal(vcpu, mmap_size);
 		arm64_regs(kvm, vcpu, mmap_size);
+		a64_guests(kvm, mmap_size);
 	}
 #endif
 	IOCTL("vm KVM_CHECK_EXTENSION(-1)", vm, KVM_CHECK_EXTENSION, -1L);
