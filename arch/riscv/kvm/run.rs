@@ -1412,6 +1412,15 @@ impl<'a> SoftTimer<'a> {
             self.armed = None;
             return;
         }
+        // Armed for this deadline and not fired: not due yet, or due an
+        // instant ago with the hrtimer about to kick (which raises it at
+        // the next entry, as upstream's callback does). No `time` read,
+        // which under TCG is a helper call, on this per-entry path.
+        if let Some((at, _)) = &self.armed {
+            if *at == next && !self.timer.fired.load(Ordering::Acquire) {
+                return;
+            }
+        }
         let now = guest_time(delta);
         if now >= next {
             self.armed = None;
@@ -1423,11 +1432,6 @@ impl<'a> SoftTimer<'a> {
             }
             gv.arch_shared().set_interrupt(VSTIP);
             return;
-        }
-        if let Some((at, _)) = &self.armed {
-            if *at == next && !self.timer.fired.load(Ordering::Acquire) {
-                return;
-            }
         }
         // Cancel before re-arming, so that `fired` belongs to the new one.
         self.armed = None;
