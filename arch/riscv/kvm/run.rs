@@ -1367,12 +1367,21 @@ impl<K: Kick> HrTimerCallback for KickTimer<K> {
 /// upstream's hrtimer would have done meanwhile, so that ONE_REG sees what
 /// upstream shows (`sip`, the timer `state`). `now`: the host's `time`.
 pub(crate) fn timer_catch_up(regs: &mut super::regs::VcpuRegs, shared: &Shared, time_delta: u64, now: u64) {
-    let t = &mut regs.timer;
-    if host_has_sstc() || !t.started || now.wrapping_add(time_delta) < t.next_cycles {
-        return;
+    if !host_has_sstc() {
+        deliver_if_due(&mut regs.timer, shared, now.wrapping_add(time_delta));
+    }
+}
+
+/// Without Sstc: if the timer is on and due at guest time `guest_now`, it
+/// goes off (upstream's `next_set = false`) and `VSTIP` becomes pending
+/// (`kvm_riscv_vcpu_hrtimer_expired()`). Returns whether it was due.
+fn deliver_if_due(t: &mut GuestTimer, shared: &Shared, guest_now: u64) -> bool {
+    if !t.started || guest_now < t.next_cycles {
+        return false;
     }
     t.started = false;
     shared.set_interrupt(VSTIP);
+    true
 }
 
 /// The guest timer of a host without Sstc, for one `KVM_RUN` (upstream's
@@ -1424,13 +1433,10 @@ impl<'a> SoftTimer<'a> {
         let now = guest_time(delta);
         if now >= next {
             self.armed = None;
-            {
-                let mut p = PreemptGuard::new();
-                // SAFETY: Preemption is off.
-                let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
-                l.timer.started = false;
-            }
-            gv.arch_shared().set_interrupt(VSTIP);
+            let mut p = PreemptGuard::new();
+            // SAFETY: Preemption is off.
+            let l = unsafe { loaded_mut(v.loaded.ptr, &mut p) };
+            deliver_if_due(&mut l.timer, gv.arch_shared(), now);
             return;
         }
         // Cancel before re-arming, so that `fired` belongs to the new one.
